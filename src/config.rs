@@ -1,0 +1,34 @@
+//! Configuration: raw settings from the command line and environment, validated into one [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Settings every long-running command shares.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where imported data and state live (`--data-dir`, `HONEYDESK_DATA`, default `./data`).
+    pub data_dir: PathBuf,
+    /// The intent model directory (default: the bundled `models/intent`).
+    pub model_dir: PathBuf,
+    /// Where `serve` listens.
+    pub listen: SocketAddr,
+    /// `cpu` or `cuda`.
+    pub device: String,
+}
+
+/// The directory of the bundled intent model, relative to the working directory.
+pub const BUNDLED_MODEL: &str = "models/intent";
+/// The bundled intent data the bundled model is trained on.
+pub const BUNDLED_TRAIN: &str = "intents/train.jsonl";
+pub const BUNDLED_VAL: &str = "intents/val.jsonl";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            model_dir: PathBuf::from(BUNDLED_MODEL),
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            device: "cpu".into(),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The `honeydesk` command: parse the command line, call the library, turn errors into exit codes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use honeydesk::config::{Config, BUNDLED_MODEL, BUNDLED_TRAIN, BUNDLED_VAL};
+use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
+use honeydesk::nlu::{self, data, datasets, train::EpochReport, IntentModel, TrainConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "honeydesk",
+    version,
+    about = "A customer-service chatbot runtime for online shops"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an intent model from labelled JSONL/CSV.
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        /// Validation data: progress, temperature calibration and the out-of-scope threshold.
+        #[arg(long)]
+        val: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = TrainConfig::default().epochs)]
+        epochs: usize,
+        /// Use this out-of-scope threshold instead of choosing one on --val.
+        #[arg(long)]
+        threshold: Option<f32>,
+        #[arg(long, default_value_t = TrainConfig::default().dim)]
+        dim: usize,
+        /// Hidden layer width; 0 for a linear read-out.
+        #[arg(long, default_value_t = TrainConfig::default().hidden.unwrap_or(0))]
+        hidden: usize,
+        #[arg(long, default_value_t = TrainConfig::default().lr)]
+        lr: f64,
+        #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+        batch_size: usize,
+        /// Largest in-scope accuracy loss (absolute, on --val) the chosen threshold may cost.
+        #[arg(long, default_value_t = TrainConfig::default().max_accuracy_drop)]
+        max_accuracy_drop: f32,
+        /// Chance of dropping each feature occurrence in training.
+        #[arg(long, default_value_t = TrainConfig::default().feature_dropout)]
+        feature_dropout: f32,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Print the top intents of each TEXT.
+    Classify {
+        #[arg(long, default_value = BUNDLED_MODEL)]
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Evaluate a model on labelled data, or cross-validate training on it (--folds).
+    Eval {
+        #[arg(long, default_value = BUNDLED_MODEL)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Train and test K times on K folds of --data instead of evaluating --model.
+        #[arg(long)]
+        folds: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Write a public data set from ../shared/data as JSONL files (train/val/test).
+    Datasets {
+        #[arg(value_enum)]
+        name: DatasetName,
+        #[arg(long)]
+        out: PathBuf,
+        /// The shared data directory (default ../shared/data, or HONEYDESK_SHARED_DATA).
+        #[arg(long)]
+        src: Option<PathBuf>,
+    },
+    /// Serve the bundled demo shop (trains the bundled intent model first if it is missing).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = BUNDLED_MODEL)]
+        model: PathBuf,
+        #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DatasetName {
+    Clinc150,
+    Banking77,
+    Smp2019,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            data,
+            val,
+            out,
+            seed,
+            epochs,
+            threshold,
+            dim,
+            hidden,
+            lr,
+            batch_size,
+            feature_dropout,
+            max_accuracy_drop,
+            device,
+        } => {
+            let cfg = TrainConfig {
+                seed,
+                epochs,
+                lr,
+                batch_size,
+                feature_dropout,
+                max_accuracy_drop,
+                threshold,
+                dim,
+                hidden: (hidden > 0).then_some(hidden),
+                device: nlu::device(&device)?,
+                ..TrainConfig::default()
+            };
+            train_to(&data, val.as_deref(), &out, &cfg)
+        }
+        Command::Classify {
+            model,
+            json,
+            device,
+            text,
+        } => {
+            let model = load_model(&model, &device)?;
+            for t in &text {
+                let p = model.classify(t)?;
+                if json {
+                    let top: Vec<_> = p.ranked.iter().take(5).collect();
+                    let line = serde_json::json!({"text": t, "intent": p.label(), "confidence": p.confidence, "top": top});
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{t}\n  => {} (confidence {:.3}, threshold {:.3})",
+                        p.label(),
+                        p.confidence,
+                        model.meta.threshold
+                    );
+                    for (label, prob) in p.ranked.iter().take(5) {
+                        println!("     {prob:.3}  {label}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Eval {
+            model,
+            data,
+            json,
+            folds,
+            seed,
+            device,
+        } => {
+            let examples = data::load(&data)?;
+            match folds {
+                Some(k) => cross_validate(&examples, k, seed, &device, json),
+                None => {
+                    let model = load_model(&model, &device)?;
+                    evaluate(&model, &examples, json)
+                }
+            }
+        }
+        Command::Datasets { name, out, src } => write_dataset(name, &out, src),
+        Command::Serve {
+            listen,
+            model,
+            data_dir,
+            device,
+        } => {
+            let config = Config {
+                data_dir,
+                model_dir: model,
+                listen,
+                device,
+            };
+            serve(config)
+        }
+    }
+}
+
+fn load_model(dir: &Path, device: &str) -> Result<IntentModel> {
+    IntentModel::load(dir, &nlu::device(device)?)
+        .with_context(|| format!("loading the intent model in {}", dir.display()))
+}
+
+fn print_epoch(r: &EpochReport) {
+    let val = r.val_accuracy.map_or(String::new(), |a| {
+        format!("  val accuracy {:.2}%", a * 100.0)
+    });
+    eprintln!(
+        "epoch {:>2}/{}  loss {:.4}{val}  ({:.1}s)",
+        r.epoch, r.epochs, r.loss, r.seconds
+    );
+}
+
+fn train_to(data: &Path, val: Option<&Path>, out: &Path, cfg: &TrainConfig) -> Result<()> {
+    let train = data::load(data)?;
+    let val = val.map(data::load).transpose()?;
+    eprintln!(
+        "training on {} examples ({} labels){}",
+        train.len(),
+        train
+            .iter()
+            .map(|e| e.label())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        val.as_ref()
+            .map_or(String::new(), |v| format!(", validating on {}", v.len()))
+    );
+    let report = nlu::train(&train, val.as_deref(), cfg, &mut print_epoch)?;
+    report.model.save(out)?;
+    let meta = &report.model.meta;
+    eprintln!(
+        "saved {} ({} features, temperature {:.3}, threshold {:.3}) in {:.1}s",
+        out.display(),
+        meta.features,
+        meta.temperature,
+        meta.threshold,
+        meta.train_seconds
+    );
+    eprintln!("threshold: {}", meta.threshold_rule);
+    if let Some(m) = &report.val {
+        eprintln!("{}", serde_json::to_string_pretty(m)?);
+    }
+    Ok(())
+}
+
+const CURVE: [f32; 20] = [
+    0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
+    0.85, 0.9, 0.95,
+];
+
+fn evaluate(model: &IntentModel, examples: &[data::Example], json: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    let scored = Scored::from_model(model, examples)?;
+    let elapsed = started.elapsed();
+    let metrics = IntentMetrics::compute(&scored, model.meta.threshold);
+    let points = curve(&scored, &CURVE);
+    if json {
+        let out = serde_json::json!({
+            "intent": metrics,
+            "curve": points,
+            "turns": examples.len(),
+            "mean_latency_us": elapsed.as_secs_f64() * 1e6 / examples.len().max(1) as f64,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let pct = |x: f64| format!("{:.2}%", x * 100.0);
+    let opt = |x: Option<f64>| x.map_or("n/a".to_string(), pct);
+    println!("examples            {}", metrics.examples);
+    println!("threshold           {:.3}", metrics.threshold);
+    println!("accuracy            {}", pct(metrics.accuracy));
+    println!("in-scope accuracy   {}", pct(metrics.in_scope_accuracy));
+    println!("macro F1            {:.4}", metrics.macro_f1);
+    println!("oos recall          {}", opt(metrics.oos_recall));
+    println!("oos precision       {}", opt(metrics.oos_precision));
+    println!(
+        "AUROC               {}",
+        metrics.auroc.map_or("n/a".into(), |a| format!("{a:.4}"))
+    );
+    println!("\nthreshold  in-scope acc  oos recall");
+    for p in points {
+        println!(
+            "{:>9.2}  {:>12}  {:>10}",
+            p.threshold,
+            pct(p.in_scope_accuracy),
+            opt(p.oos_recall)
+        );
+    }
+    Ok(())
+}
+
+fn cross_validate(
+    examples: &[data::Example],
+    k: usize,
+    seed: u64,
+    device: &str,
+    json: bool,
+) -> Result<()> {
+    if k < 2 {
+        bail!("--folds needs at least 2 folds, got {k}");
+    }
+    let cfg = TrainConfig {
+        seed,
+        device: nlu::device(device)?,
+        ..TrainConfig::default()
+    };
+    let mut accs = Vec::new();
+    let mut f1s = Vec::new();
+    for fold in 0..k {
+        let (train, test) = data::fold_split(examples, k, fold, seed);
+        let report = nlu::train(&train, None, &cfg, &mut |_| {})?;
+        let m = IntentMetrics::compute(&Scored::from_model(&report.model, &test)?, 0.0);
+        eprintln!(
+            "fold {}/{k}: accuracy {:.2}%  macro F1 {:.4}",
+            fold + 1,
+            m.accuracy * 100.0,
+            m.macro_f1
+        );
+        accs.push(m.accuracy);
+        f1s.push(m.macro_f1);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let std = |v: &[f64]| {
+        let m = mean(v);
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    if json {
+        let out = serde_json::json!({"folds": k, "intent": {"accuracy": mean(&accs), "accuracy_std": std(&accs), "macro_f1": mean(&f1s), "macro_f1_std": std(&f1s), "per_fold_accuracy": accs}});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{k}-fold accuracy {:.2}% ± {:.2}  macro F1 {:.4} ± {:.4}",
+            mean(&accs) * 100.0,
+            std(&accs) * 100.0,
+            mean(&f1s),
+            std(&f1s)
+        );
+    }
+    Ok(())
+}
+
+fn write_dataset(name: DatasetName, out: &Path, src: Option<PathBuf>) -> Result<()> {
+    let src = src.unwrap_or_else(datasets::shared_data_dir);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |file: &str, ex: &[data::Example]| -> Result<()> {
+        let path = out.join(file);
+        data::write_jsonl(&path, ex).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {} ({} examples)", path.display(), ex.len());
+        Ok(())
+    };
+    match name {
+        DatasetName::Clinc150 => {
+            let d = datasets::clinc150(&src.join("clinc150/data_full.json"))?;
+            write("train.jsonl", &d.train)?;
+            write("val.jsonl", &d.val)?;
+            write("test.jsonl", &d.test)?;
+        }
+        DatasetName::Banking77 => write(
+            "all.jsonl",
+            &datasets::banking77(&src.join("banking77/train.csv"))?,
+        )?,
+        DatasetName::Smp2019 => write(
+            "all.jsonl",
+            &datasets::smp2019(&src.join("smp2019_ecdt_nlu/train.json"))?,
+        )?,
+    }
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<()> {
+    let device = nlu::device(&config.device)?;
+    if !config.model_dir.join("meta.json").exists() {
+        eprintln!(
+            "no intent model in {}: training it from {BUNDLED_TRAIN}",
+            config.model_dir.display()
+        );
+        let cfg = TrainConfig {
+            device: device.clone(),
+            ..TrainConfig::default()
+        };
+        train_to(
+            Path::new(BUNDLED_TRAIN),
+            Some(Path::new(BUNDLED_VAL)),
+            &config.model_dir,
+            &cfg,
+        )?;
+    }
+    let model = IntentModel::load(&config.model_dir, &device)
+        .with_context(|| format!("loading {}", config.model_dir.display()))?;
+    let state = Arc::new(honeydesk::server::AppState { model });
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        eprintln!("honeydesk listening on http://{}", listener.local_addr()?);
+        honeydesk::server::run(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok(())
+    })
+}

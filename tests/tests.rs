@@ -1,0 +1,4 @@
+//! honeydesk's integration tests: one binary, a module per area (see STYLE.md).
+
+mod common;
+mod intent;
