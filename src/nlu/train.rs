@@ -195,6 +195,20 @@ pub fn train(
         out: (out.0.as_tensor().clone(), out.1.as_tensor().clone()),
     };
 
+    // The current weights as a plain model (for validation each epoch, and the final result).
+    let snap = |table: &[f32]| {
+        snapshot(
+            &featurizer,
+            &keys,
+            &idf,
+            table,
+            dim,
+            net_of(&hidden, &out),
+            &labels,
+            device,
+        )
+    };
+
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let total_steps = (steps_per_epoch * cfg.epochs).max(1);
     let mut step = 0usize;
@@ -253,16 +267,7 @@ pub fn train(
         }
         let val_accuracy = match &val_texts {
             Some(texts) => {
-                let model = snapshot(
-                    &featurizer,
-                    &keys,
-                    &idf,
-                    &table,
-                    dim,
-                    net_of(&hidden, &out),
-                    &labels,
-                    device,
-                )?;
+                let model = snap(&table)?;
                 let preds = argmax_labels(&model, texts)?;
                 let gold = val.expect("val texts come from val");
                 let right = preds
@@ -285,16 +290,7 @@ pub fn train(
         history.push(report);
     }
 
-    let mut model = snapshot(
-        &featurizer,
-        &keys,
-        &idf,
-        &table,
-        dim,
-        net_of(&hidden, &out),
-        &labels,
-        device,
-    )?;
+    let mut model = snap(&table)?;
     let mut meta = ModelMeta {
         format: FORMAT,
         dim,
