@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod eval;
+pub mod knowledge;
 pub mod nlu;
 pub mod server;
 pub mod text;

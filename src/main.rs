@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod cli;
+
 use honeydesk::config::{Config, BUNDLED_MODEL, BUNDLED_TRAIN, BUNDLED_VAL};
 use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
 use honeydesk::nlu::{self, data, datasets, train::EpochReport, IntentModel, TrainConfig};
@@ -94,6 +96,14 @@ enum Command {
         #[arg(long)]
         src: Option<PathBuf>,
     },
+    /// Merchant FAQs: import, export, search, evaluate.
+    Faq {
+        /// Where shops' FAQs are stored.
+        #[arg(long, env = "HONEYDESK_DATA", default_value = "data", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: cli::faq::FaqCommand,
+    },
     /// Serve the bundled demo shop (trains the bundled intent model first if it is missing).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -117,7 +127,8 @@ enum DatasetName {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tantivy=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -204,6 +215,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Datasets { name, out, src } => write_dataset(name, &out, src),
+        Command::Faq { data_dir, command } => cli::faq::run(command, &data_dir),
         Command::Serve {
             listen,
             model,

@@ -2,4 +2,5 @@
 
 mod common;
 mod intent;
+mod knowledge;
 mod server;

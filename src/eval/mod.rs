@@ -4,4 +4,5 @@
 //! precision and recall, AUROC, the threshold curve) and the calibration helpers that training
 //! uses, so that `train` chooses its threshold with exactly the formulas `eval` reports.
 
+pub mod faq;
 pub mod intent;

@@ -1,0 +1,268 @@
+//! `honeydesk faq ...`: import, export, search and evaluate merchant FAQs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Subcommand, ValueEnum};
+
+use honeydesk::eval::faq::{self as faq_eval, FaqBench, RetrievalMetrics};
+use honeydesk::knowledge::{
+    self, import, Analyzer, Format, ImportMode, Knowledge, RankWeights, Segmenter,
+};
+use honeydesk::nlu::datasets;
+
+#[derive(Subcommand)]
+pub enum FaqCommand {
+    /// Import a CSV, TSV, XLSX, JSON or JSONL file as the shop's FAQ (all or nothing).
+    Import {
+        #[arg(long)]
+        shop: String,
+        /// Add to the stored FAQ (same id replaces) instead of replacing it.
+        #[arg(long)]
+        merge: bool,
+        /// The file's format, when its extension does not say.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        file: PathBuf,
+    },
+    /// Write the shop's FAQ in an importable format.
+    Export {
+        #[arg(long)]
+        shop: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The shop's best entries for TEXT, with scores.
+    Search {
+        #[arg(long)]
+        shop: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
+        /// Search as of this time instead of now (2026-11-11 20:00, RFC 3339), for validity windows.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// List the shops with a stored FAQ.
+    Shops,
+    /// Measure retrieval (hit@1, hit@3, MRR, MAP) for plain BM25 and honeydesk's ranking.
+    Eval {
+        /// StackFAQ's stackExchange-FAQ.json (default: ../shared/data/stackfaq).
+        #[arg(long, conflicts_with = "file")]
+        stackfaq: Option<Option<PathBuf>>,
+        /// A FAQ file; its similar questions are split into indexed ones and queries.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Share of each entry's paraphrases indexed as similar questions; the rest are queries.
+        #[arg(long, default_value_t = 0.5)]
+        indexed: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// How CJK text is cut into terms; `all` compares every segmenter.
+        #[arg(long, value_enum, default_value = "bigram")]
+        segmenter: SegmenterChoice,
+        /// The re-ranker's weights for BM25, overlap and answer match (default 0.3,0.55,0.15).
+        #[arg(long, value_parser = parse_weights)]
+        weights: Option<RankWeights>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_weights(s: &str) -> Result<RankWeights, String> {
+    let parts: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>().map_err(|e| format!("'{p}': {e}")))
+        .collect::<Result<_, _>>()?;
+    match parts[..] {
+        [bm25, overlap, answer] if parts.iter().all(|w| *w >= 0.0) => Ok(RankWeights {
+            bm25,
+            overlap,
+            answer,
+        }),
+        _ => Err("expected three non-negative weights: BM25,OVERLAP,ANSWER".into()),
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum SegmenterChoice {
+    Bigram,
+    Jieba,
+    All,
+}
+
+pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
+    let store = || Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
+    match command {
+        FaqCommand::Import {
+            shop,
+            merge,
+            format,
+            file,
+        } => {
+            let mode = if merge {
+                ImportMode::Merge
+            } else {
+                ImportMode::Replace
+            };
+            let n = store().import_file(&shop, &file, format, mode)?;
+            eprintln!(
+                "imported {n} entries into shop '{shop}' ({})",
+                data_dir.display()
+            );
+            Ok(())
+        }
+        FaqCommand::Export { shop, format, out } => {
+            let entries = store().entries(&shop)?;
+            let text = match format {
+                ExportFormat::Csv => import::write_csv(&entries),
+                ExportFormat::Jsonl => import::write_jsonl(&entries),
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        FaqCommand::Search {
+            shop,
+            json,
+            k,
+            at,
+            text,
+        } => {
+            let now = match at {
+                Some(at) => import::parse_time(&at, false)
+                    .with_context(|| format!("--at '{at}' is not a date or time"))?,
+                None => knowledge::now(),
+            };
+            let text = text.join(" ");
+            let hits = store().search(&shop, &text, k, now)?;
+            if json {
+                let rows: Vec<_> = hits
+                    .iter()
+                    .map(|h| {
+                        serde_json::json!({
+                            "id": h.entry.id, "score": h.score, "bm25": h.bm25,
+                            "overlap": h.overlap, "answer_match": h.answer,
+                            "matched": h.matched, "question": h.entry.question,
+                            "answer": h.entry.answer,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if hits.is_empty() {
+                println!("no active entry matches");
+            } else {
+                for h in &hits {
+                    println!(
+                        "{:.3}  {:<10} {}  (matched: {}; bm25 {:.2}, overlap {:.2}, answer {:.2})",
+                        h.score,
+                        h.entry.id,
+                        h.entry.question,
+                        h.matched,
+                        h.bm25,
+                        h.overlap,
+                        h.answer
+                    );
+                }
+            }
+            Ok(())
+        }
+        FaqCommand::Shops => {
+            for shop in store().shops() {
+                println!("{shop}");
+            }
+            Ok(())
+        }
+        FaqCommand::Eval {
+            stackfaq,
+            file,
+            indexed,
+            seed,
+            segmenter,
+            weights,
+            json,
+        } => {
+            if !(0.0..=1.0).contains(&indexed) {
+                bail!("--indexed must be between 0 and 1");
+            }
+            let now = knowledge::now();
+            let bench = match (stackfaq, file) {
+                (_, Some(file)) => {
+                    let entries = import::read_file(&file, None)?;
+                    faq_eval::paraphrase_split(&entries, indexed, seed, now)
+                }
+                (Some(path), None) => {
+                    let path = path.unwrap_or_else(|| {
+                        datasets::shared_data_dir().join("stackfaq/stackExchange-FAQ.json")
+                    });
+                    faq_eval::stackfaq(&path, indexed, seed)?
+                }
+                (None, None) => bail!("pass --stackfaq [PATH] or --file FILE"),
+            };
+            evaluate(&bench, segmenter, weights.unwrap_or_default(), json)
+        }
+    }
+}
+
+fn evaluate(
+    bench: &FaqBench,
+    segmenter: SegmenterChoice,
+    weights: RankWeights,
+    json: bool,
+) -> Result<()> {
+    let segmenters: &[Segmenter] = match segmenter {
+        SegmenterChoice::Bigram => &[Segmenter::Bigram],
+        SegmenterChoice::Jieba => &[Segmenter::Jieba],
+        SegmenterChoice::All => &[Segmenter::Bigram, Segmenter::Jieba],
+    };
+    let rankers = [("bm25", RankWeights::BM25_ONLY), ("honeydesk", weights)];
+    let indexed_similar: usize = bench.entries.iter().map(|e| e.similar.len()).sum();
+    if !json {
+        println!(
+            "{} entries, {} indexed similar questions, {} queries",
+            bench.entries.len(),
+            indexed_similar,
+            bench.queries.len()
+        );
+        println!("segmenter  ranker      hit@1   hit@3   MRR     MAP");
+    }
+    let mut rows = Vec::new();
+    for &seg in segmenters {
+        for (name, weights) in rankers {
+            let m: RetrievalMetrics =
+                faq_eval::run(bench, Analyzer::new(seg), weights, knowledge::now())?;
+            if json {
+                rows.push(serde_json::json!({"segmenter": seg, "ranker": name, "weights": weights, "metrics": m}));
+            } else {
+                println!(
+                    "{:<10} {:<10} {:.4}  {:.4}  {:.4}  {:.4}",
+                    format!("{seg:?}").to_lowercase(),
+                    name,
+                    m.hit_at_1,
+                    m.hit_at_3,
+                    m.mrr,
+                    m.map
+                );
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! FAQ retrieval evaluation: hit@k, MRR and MAP over queries with known relevant entries.
+//!
+//! Two benchmarks share one protocol. Each FAQ entry has paraphrases; a fixed-seed split keeps
+//! some as the entry's similar questions (indexed) and holds the rest out as queries, whose
+//! relevant entries are known. With `indexed = 0.0` no paraphrase is indexed and every one is a
+//! query: the setting of the published StackFAQ baselines, which index only the FAQ's own
+//! question and answer.
+//! - [`stackfaq`]: StackFAQ (Karan & Šnajder 2018), 125 StackExchange threads, 719 question/answer
+//!   pairs, 1,249 crowd paraphrases. A query is relevant to every pair of its thread.
+//! - [`paraphrase_split`]: any shop's FAQ, its similar questions split the same way (used on the
+//!   demo shop to compare Chinese segmenters).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::knowledge::{Analyzer, Answer, FaqEntry, KnowledgeError, RankWeights, ShopIndex};
+use crate::nlu::rng::SplitMix64;
+
+/// A retrieval benchmark: entries to index and queries with their relevant entry ids.
+#[derive(Debug, Clone)]
+pub struct FaqBench {
+    pub entries: Vec<FaqEntry>,
+    pub queries: Vec<(String, HashSet<String>)>,
+}
+
+/// Ranking quality over a query set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RetrievalMetrics {
+    pub queries: usize,
+    /// Share of queries whose first result is relevant.
+    pub hit_at_1: f64,
+    /// Share of queries with a relevant entry in the first three.
+    pub hit_at_3: f64,
+    /// Mean reciprocal rank of the first relevant entry (0 when none is retrieved).
+    pub mrr: f64,
+    /// Mean average precision over all relevant entries (unretrieved ones count as misses).
+    pub map: f64,
+}
+
+impl RetrievalMetrics {
+    /// Score ranked id lists against relevance sets.
+    pub fn compute(ranked: &[Vec<String>], relevant: &[&HashSet<String>]) -> RetrievalMetrics {
+        assert_eq!(ranked.len(), relevant.len());
+        let n = ranked.len().max(1) as f64;
+        let (mut hit1, mut hit3, mut mrr, mut map) = (0.0, 0.0, 0.0, 0.0);
+        for (list, rel) in ranked.iter().zip(relevant) {
+            let mut found = 0usize;
+            let mut precision_sum = 0.0;
+            let mut first = None;
+            for (i, id) in list.iter().enumerate() {
+                if rel.contains(id) {
+                    found += 1;
+                    precision_sum += found as f64 / (i + 1) as f64;
+                    first.get_or_insert(i);
+                }
+            }
+            if let Some(i) = first {
+                hit1 += f64::from(i == 0);
+                hit3 += f64::from(i < 3);
+                mrr += 1.0 / (i + 1) as f64;
+            }
+            if !rel.is_empty() {
+                map += precision_sum / rel.len() as f64;
+            }
+        }
+        RetrievalMetrics {
+            queries: ranked.len(),
+            hit_at_1: hit1 / n,
+            hit_at_3: hit3 / n,
+            mrr: mrr / n,
+            map: map / n,
+        }
+    }
+}
+
+/// How deep each query's ranking goes for MAP.
+pub const DEPTH: usize = 100;
+
+/// Index the benchmark's entries and run every query.
+pub fn run(
+    bench: &FaqBench,
+    analyzer: Analyzer,
+    weights: RankWeights,
+    now: DateTime<FixedOffset>,
+) -> Result<RetrievalMetrics, KnowledgeError> {
+    let index = ShopIndex::build(bench.entries.clone(), analyzer, weights, 1)?;
+    let mut ranked = Vec::with_capacity(bench.queries.len());
+    for (query, _) in &bench.queries {
+        let hits = index.search(query, DEPTH, now)?;
+        ranked.push(hits.into_iter().map(|h| h.entry.id.clone()).collect());
+    }
+    let relevant: Vec<&HashSet<String>> = bench.queries.iter().map(|(_, r)| r).collect();
+    Ok(RetrievalMetrics::compute(&ranked, &relevant))
+}
+
+/// Split a group's paraphrases: `round(indexed × n)` kept for indexing, the rest queries. At
+/// least one is held out whenever `indexed < 1`, so every group contributes queries.
+fn split<T: Clone>(items: &[T], indexed: f64, rng: &mut SplitMix64) -> (Vec<T>, Vec<T>) {
+    let mut items = items.to_vec();
+    rng.shuffle(&mut items);
+    let mut keep = (indexed * items.len() as f64).round() as usize;
+    if indexed < 1.0 && keep == items.len() {
+        keep = keep.saturating_sub(1);
+    }
+    let queries = items.split_off(keep);
+    (items, queries)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Load StackFAQ (`stackExchange-FAQ.json`). `indexed` is the share of each thread's paraphrases
+/// indexed as similar questions of every pair in the thread.
+pub fn stackfaq(path: &Path, indexed: f64, seed: u64) -> Result<FaqBench, KnowledgeError> {
+    let bad = |reason: String| KnowledgeError::Damaged {
+        shop: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| KnowledgeError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let root: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let threads = root["root"]["qapair"]
+        .as_array()
+        .ok_or_else(|| bad("no root.qapair array".into()))?;
+    let mut rng = SplitMix64::new(seed);
+    let mut bench = FaqBench {
+        entries: Vec::new(),
+        queries: Vec::new(),
+    };
+    for (t, thread) in threads.iter().enumerate() {
+        let question = thread["question"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let paraphrases: Vec<String> = strings(&thread["rephr"])
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s != "*")
+            .collect();
+        let (similar, queries) = split(&paraphrases, indexed, &mut rng);
+        let mut ids = HashSet::new();
+        for (a, answer) in strings(&thread["answer"]).into_iter().enumerate() {
+            let id = format!("t{t:03}-a{a:02}");
+            ids.insert(id.clone());
+            bench.entries.push(FaqEntry {
+                id,
+                question: question.clone(),
+                similar: similar.clone(),
+                answer: Answer {
+                    text: answer,
+                    ..Answer::default()
+                },
+                category: String::new(),
+                tags: Vec::new(),
+                valid_from: None,
+                valid_to: None,
+                sku: None,
+                notify_human: false,
+                enabled: true,
+            });
+        }
+        bench
+            .queries
+            .extend(queries.into_iter().map(|q| (q, ids.clone())));
+    }
+    Ok(bench)
+}
+
+/// A shop FAQ as a benchmark: in each entry with at least two similar questions, a share
+/// `1 - indexed` of them is held out as queries for that entry. Inactive entries are left out.
+pub fn paraphrase_split(
+    entries: &[FaqEntry],
+    indexed: f64,
+    seed: u64,
+    now: DateTime<FixedOffset>,
+) -> FaqBench {
+    let mut rng = SplitMix64::new(seed);
+    let mut bench = FaqBench {
+        entries: Vec::new(),
+        queries: Vec::new(),
+    };
+    for entry in entries.iter().filter(|e| e.is_active(now)) {
+        let mut entry = entry.clone();
+        if entry.similar.len() >= 2 {
+            let (similar, queries) = split(&entry.similar, indexed, &mut rng);
+            entry.similar = similar;
+            let relevant = HashSet::from([entry.id.clone()]);
+            bench
+                .queries
+                .extend(queries.into_iter().map(|q| (q, relevant.clone())));
+        }
+        bench.entries.push(entry);
+    }
+    bench
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn metrics_by_hand() {
+        let ranked = vec![
+            vec!["a".to_string(), "x".into(), "b".into()],
+            vec!["x".to_string(), "y".into(), "c".into()],
+            vec!["x".to_string()],
+        ];
+        let (r1, r2, r3) = (set(&["a", "b"]), set(&["c"]), set(&["d"]));
+        let m = RetrievalMetrics::compute(&ranked, &[&r1, &r2, &r3]);
+        assert!((m.hit_at_1 - 1.0 / 3.0).abs() < 1e-9);
+        assert!((m.hit_at_3 - 2.0 / 3.0).abs() < 1e-9);
+        assert!((m.mrr - (1.0 + 1.0 / 3.0) / 3.0).abs() < 1e-9);
+        // AP: query 1 (1/1 + 2/3) / 2, query 2 (1/3) / 1, query 3 nothing.
+        let ap = ((1.0 + 2.0 / 3.0) / 2.0 + 1.0 / 3.0) / 3.0;
+        assert!((m.map - ap).abs() < 1e-9, "{}", m.map);
+    }
+
+    #[test]
+    fn split_holds_out_at_least_one() {
+        let mut rng = SplitMix64::new(1);
+        let (kept, held) = split(&[1, 2, 3], 0.9, &mut rng);
+        assert_eq!((kept.len(), held.len()), (2, 1));
+        let (kept, held) = split(&[1, 2, 3, 4], 0.0, &mut rng);
+        assert_eq!((kept.len(), held.len()), (0, 4));
+    }
+}

@@ -1,0 +1,392 @@
+//! One shop's FAQ as a tantivy index, and retrieval over it.
+//!
+//! # Design: one in-memory index per shop
+//! Each shop gets its own tantivy index, built from its stored entries. Isolation is then a
+//! matter of construction: a search holds one shop's [`ShopIndex`] and cannot reach another's
+//! documents, where a shared index with a shop field relies on every query remembering its
+//! filter, and shares BM25 statistics across shops (one apparel shop's word frequencies would skew
+//! another's scores). Shop FAQs are small (tens to thousands of entries; 10,000 entries index in
+//! well under a second, see `benches/faq.rs`), so the index lives in RAM and is rebuilt from the
+//! entry file (the source of truth) when a shop is first used after start. A shop's update builds
+//! a new `ShopIndex` aside and swaps it in ([`super::Knowledge`]), so searches never see a
+//! half-built or missing index.
+//!
+//! # Ranking
+//! Every standard and similar question is a document; the answer text is a second field on the
+//! standard question's document. tantivy's BM25 over the questions (top
+//! [`CANDIDATE_DOCS`]) and over the answers proposes candidates; each entry is scored by its best
+//! question, combining three signals ([`RankWeights`]):
+//! - `bm25`: the best question's BM25, divided by the query's total idf so it is comparable
+//!   across queries (about 1 when every query term matches a question of average length);
+//! - `overlap`: the idf-weighted F1 of query terms and question terms. BM25 rewards the query
+//!   terms a question contains; overlap also penalises what the question has that the query does
+//!   not, which is what separates 退货 from 退货运费谁出;
+//! - `answer`: BM25 of the query against the answer, normalised the same way.
+//!
+//! The combined score is in 0..=1 and is what the dialogue engine compares with a shop's FAQ
+//! threshold.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED,
+};
+use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+
+use super::analyze::Analyzer;
+use super::entry::FaqEntry;
+use super::KnowledgeError;
+
+/// Question documents BM25 proposes before re-ranking.
+pub const CANDIDATE_DOCS: usize = 100;
+/// Answer documents BM25 proposes.
+const ANSWER_DOCS: usize = 30;
+const TOKENIZER: &str = "honeydesk_terms";
+
+/// How the re-ranker weighs its signals. They sum to 1, so scores stay in 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct RankWeights {
+    pub bm25: f32,
+    pub overlap: f32,
+    pub answer: f32,
+}
+
+impl Default for RankWeights {
+    fn default() -> Self {
+        RankWeights {
+            bm25: 0.3,
+            overlap: 0.55,
+            answer: 0.15,
+        }
+    }
+}
+
+impl RankWeights {
+    /// Plain BM25 over the questions: the baseline the re-ranker is measured against.
+    pub const BM25_ONLY: RankWeights = RankWeights {
+        bm25: 1.0,
+        overlap: 0.0,
+        answer: 0.0,
+    };
+}
+
+/// One retrieved entry and why it ranked where it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub entry: Arc<FaqEntry>,
+    /// The combined score, 0..=1.
+    pub score: f32,
+    pub bm25: f32,
+    pub overlap: f32,
+    pub answer: f32,
+    /// The standard or similar question that matched best.
+    pub matched: String,
+}
+
+struct QuestionDoc {
+    entry: u32,
+    /// Distinct terms with their idf, for the overlap signal.
+    terms: Vec<u32>,
+}
+
+/// One shop's entries and their index. Immutable once built; updates build a new one.
+pub struct ShopIndex {
+    entries: Vec<Arc<FaqEntry>>,
+    questions: Vec<QuestionDoc>,
+    /// Term → (id, document frequency over questions).
+    vocab: HashMap<String, (u32, u32)>,
+    idf: Vec<f32>,
+    reader: IndexReader,
+    f_qid: String,
+    f_question: Field,
+    f_answer: Field,
+    analyzer: Analyzer,
+    weights: RankWeights,
+    /// Counts up with every swap, so callers can tell which version answered.
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for ShopIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShopIndex")
+            .field("entries", &self.entries.len())
+            .field("questions", &self.questions.len())
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// BM25's idf, as tantivy computes it.
+fn idf(doc_freq: u32, docs: u32) -> f32 {
+    let (n, d) = (doc_freq as f32, docs as f32);
+    (1.0 + (d - n + 0.5) / (n + 0.5)).ln()
+}
+
+impl ShopIndex {
+    /// Index `entries`. Disabled entries are kept (for export) but not indexed.
+    pub fn build(
+        entries: Vec<FaqEntry>,
+        analyzer: Analyzer,
+        weights: RankWeights,
+        generation: u64,
+    ) -> Result<ShopIndex, KnowledgeError> {
+        let mut schema = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        );
+        let f_qid = schema.add_u64_field("qid", FAST | INDEXED);
+        let f_question = schema.add_text_field("question", text.clone());
+        let f_answer = schema.add_text_field("answer", text);
+        let index = Index::create_in_ram(schema.build());
+        index.tokenizers().register(
+            TOKENIZER,
+            TextAnalyzer::builder(WhitespaceTokenizer::default()).build(),
+        );
+        let mut writer = index.writer_with_num_threads(1, 64 << 20)?;
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+
+        let entries: Vec<Arc<FaqEntry>> = entries.into_iter().map(Arc::new).collect();
+        let mut questions = Vec::new();
+        let mut vocab: HashMap<String, (u32, u32)> = HashMap::new();
+        for (e, entry) in entries.iter().enumerate() {
+            if !entry.enabled {
+                continue;
+            }
+            for (i, question) in entry.questions().enumerate() {
+                let terms = analyzer.terms(question);
+                let mut ids: Vec<u32> = Vec::with_capacity(terms.len());
+                for t in &terms {
+                    let next = vocab.len() as u32;
+                    let slot = vocab.entry(t.clone()).or_insert((next, 0));
+                    if !ids.contains(&slot.0) {
+                        ids.push(slot.0);
+                        slot.1 += 1;
+                    }
+                }
+                let mut doc = TantivyDocument::default();
+                doc.add_u64(f_qid, questions.len() as u64);
+                doc.add_text(f_question, terms.join(" "));
+                if i == 0 {
+                    doc.add_text(f_answer, analyzer.terms(&entry.answer.text).join(" "));
+                }
+                writer.add_document(doc)?;
+                questions.push(QuestionDoc {
+                    entry: e as u32,
+                    terms: ids,
+                });
+            }
+        }
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let docs = questions.len().max(1) as u32;
+        let mut idf_by_id = vec![0.0; vocab.len()];
+        for (id, df) in vocab.values() {
+            idf_by_id[*id as usize] = idf(*df, docs);
+        }
+        Ok(ShopIndex {
+            entries,
+            questions,
+            vocab,
+            idf: idf_by_id,
+            reader,
+            f_qid: "qid".into(),
+            f_question,
+            f_answer,
+            analyzer,
+            weights,
+            generation,
+        })
+    }
+
+    /// Every entry, in import order, disabled ones included.
+    pub fn entries(&self) -> &[Arc<FaqEntry>] {
+        &self.entries
+    }
+
+    pub fn weights(&self) -> RankWeights {
+        self.weights
+    }
+
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.analyzer
+    }
+
+    /// The `k` best active entries for `text` at `now`, best first.
+    pub fn search(
+        &self,
+        text: &str,
+        k: usize,
+        now: DateTime<FixedOffset>,
+    ) -> Result<Vec<Hit>, KnowledgeError> {
+        let mut terms = self.analyzer.terms(text);
+        dedup_in_order(&mut terms);
+        if terms.is_empty() || self.questions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs = self.questions.len() as u32;
+        // Query terms unknown to this shop count at full idf: a message that is mostly about
+        // something else should not score high on the one word it shares with an entry.
+        let query: Vec<(Option<u32>, f32)> = terms
+            .iter()
+            .map(|t| match self.vocab.get(t) {
+                Some(&(id, _)) => (Some(id), self.idf[id as usize]),
+                None => (None, idf(0, docs)),
+            })
+            .collect();
+        let query_idf: f32 = query.iter().map(|(_, w)| w).sum();
+
+        let searcher = self.reader.searcher();
+        let question_hits = self.run(&searcher, self.f_question, &terms, CANDIDATE_DOCS)?;
+        let answer_hits = if self.weights.answer > 0.0 {
+            self.run(&searcher, self.f_answer, &terms, ANSWER_DOCS)?
+        } else {
+            Vec::new()
+        };
+
+        struct Candidate {
+            bm25: f32,
+            overlap: f32,
+            answer: f32,
+            matched: u32,
+        }
+        let mut by_entry: HashMap<u32, Candidate> = HashMap::new();
+        for (score, qid) in question_hits {
+            let q = &self.questions[qid as usize];
+            let overlap = self.overlap(&query, query_idf, &q.terms);
+            let c = by_entry.entry(q.entry).or_insert(Candidate {
+                bm25: 0.0,
+                overlap: -1.0,
+                answer: 0.0,
+                matched: qid,
+            });
+            c.bm25 = c.bm25.max(score);
+            if overlap > c.overlap {
+                c.overlap = overlap;
+                c.matched = qid;
+            }
+        }
+        for (score, qid) in answer_hits {
+            let q = &self.questions[qid as usize];
+            let c = by_entry.entry(q.entry).or_insert(Candidate {
+                bm25: 0.0,
+                overlap: 0.0,
+                answer: 0.0,
+                matched: qid,
+            });
+            c.answer = c.answer.max(score);
+        }
+
+        let w = self.weights;
+        let norm = |s: f32| (s / query_idf).clamp(0.0, 1.0);
+        let mut hits: Vec<Hit> = by_entry
+            .into_iter()
+            .filter(|(e, _)| self.entries[*e as usize].is_active(now))
+            .map(|(e, c)| {
+                let (bm25, overlap, answer) = (norm(c.bm25), c.overlap.max(0.0), norm(c.answer));
+                let question = &self.questions[c.matched as usize];
+                let entry = self.entries[e as usize].clone();
+                let matched = entry
+                    .questions()
+                    .nth(self.question_position(c.matched, question.entry))
+                    .unwrap_or(&entry.question)
+                    .to_string();
+                Hit {
+                    score: w.bm25 * bm25 + w.overlap * overlap + w.answer * answer,
+                    bm25,
+                    overlap,
+                    answer,
+                    matched,
+                    entry,
+                }
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.bm25.total_cmp(&a.bm25))
+                .then_with(|| a.entry.id.cmp(&b.entry.id))
+        });
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Which of its entry's questions (0 = the standard one) question document `qid` is.
+    fn question_position(&self, qid: u32, entry: u32) -> usize {
+        let mut first = qid as usize;
+        while first > 0 && self.questions[first - 1].entry == entry {
+            first -= 1;
+        }
+        qid as usize - first
+    }
+
+    /// idf-weighted F1 of the query terms and one question's terms.
+    fn overlap(&self, query: &[(Option<u32>, f32)], query_idf: f32, question: &[u32]) -> f32 {
+        let shared: f32 = query
+            .iter()
+            .filter(|(id, _)| id.is_some_and(|id| question.contains(&id)))
+            .map(|(_, w)| w)
+            .sum();
+        if shared <= 0.0 {
+            return 0.0;
+        }
+        let question_idf: f32 = question.iter().map(|id| self.idf[*id as usize]).sum();
+        let recall = shared / query_idf;
+        let precision = shared / question_idf;
+        2.0 * precision * recall / (precision + recall)
+    }
+
+    /// BM25 top documents on one field, as (score, question number).
+    fn run(
+        &self,
+        searcher: &Searcher,
+        field: Field,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<Vec<(f32, u32)>, KnowledgeError> {
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit))?;
+        let mut columns = HashMap::new();
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let column = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64(&self.f_qid)?,
+                ),
+            };
+            if let Some(qid) = column.first(addr.doc_id) {
+                out.push((score, qid as u32));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn dedup_in_order(terms: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    terms.retain(|t| seen.insert(t.clone()));
+}
