@@ -21,6 +21,9 @@ pub const BUNDLED_MODEL: &str = "models/intent";
 /// The bundled intent data the bundled model is trained on.
 pub const BUNDLED_TRAIN: &str = "intents/train.jsonl";
 pub const BUNDLED_VAL: &str = "intents/val.jsonl";
+/// The demo shop `serve` loads when the data directory has none.
+pub const DEMO_SHOP: &str = "demo";
+pub const DEMO_FAQ: &str = "knowledge/demo.csv";
 
 impl Default for Config {
     fn default() -> Self {

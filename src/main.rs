@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod cli;
 
-use honeydesk::config::{Config, BUNDLED_MODEL, BUNDLED_TRAIN, BUNDLED_VAL};
+use honeydesk::config::{Config, BUNDLED_MODEL, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_FAQ, DEMO_SHOP};
 use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
+use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::nlu::{self, data, datasets, train::EpochReport, IntentModel, TrainConfig};
 
 #[derive(Parser)]
@@ -424,7 +425,19 @@ fn serve(config: Config) -> Result<()> {
     }
     let model = IntentModel::load(&config.model_dir, &device)
         .with_context(|| format!("loading {}", config.model_dir.display()))?;
-    let state = Arc::new(honeydesk::server::AppState { model });
+    let knowledge = Knowledge::open(
+        &config.data_dir,
+        Analyzer::default(),
+        RankWeights::default(),
+    );
+    if !knowledge.has_shop(DEMO_SHOP) {
+        let n = knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
+        eprintln!(
+            "imported the demo shop's FAQ ({n} entries from {DEMO_FAQ}) into {}",
+            config.data_dir.display()
+        );
+    }
+    let state = Arc::new(honeydesk::server::AppState { model, knowledge });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -286,6 +286,34 @@ fn imports_persist_and_merge() {
 }
 
 #[test]
+fn an_import_by_another_process_reaches_a_running_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = store(dir.path()).with_reload_check(std::time::Duration::ZERO);
+    server
+        .import_file("tea", &faq("tea.csv"), None, ImportMode::Replace)
+        .unwrap();
+    let now = at("2026-11-25");
+    let top = |query: &str| {
+        server.search("tea", query, 1, now).unwrap()[0]
+            .entry
+            .id
+            .clone()
+    };
+    assert_eq!(top("茶叶怎么保存"), "tea-002");
+    // `honeydesk faq import` run while `serve` is up: a second store on the same directory.
+    store(dir.path())
+        .import_file("tea", &faq("tea.tsv"), None, ImportMode::Replace)
+        .unwrap();
+    assert_eq!(
+        server.search("tea", "泡茶水温多少度", 1, now).unwrap()[0]
+            .entry
+            .id,
+        "tea-102"
+    );
+    assert_eq!(server.entries("tea").unwrap().len(), 2);
+}
+
+#[test]
 fn unknown_and_invalid_shops_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let k = store(dir.path());

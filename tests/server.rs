@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::nlu::IntentModel;
 use honeydesk::server::{self, AppState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,10 +29,21 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn health_and_classify_answer_over_http() {
     let model =
         IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let knowledge = Knowledge::open(data.path(), Analyzer::default(), RankWeights::default());
+    knowledge
+        .import_file(
+            "demo",
+            &root().join("knowledge/demo.csv"),
+            None,
+            ImportMode::Replace,
+        )
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(listener, Arc::new(AppState { model }), async {
+    let state = Arc::new(AppState { model, knowledge });
+    let server = tokio::spawn(server::run(listener, state, async {
         let _ = stopped.await;
     }));
 
@@ -55,6 +67,20 @@ async fn health_and_classify_answer_over_http() {
     let (status, _) = get(addr, "/v1/classify").await;
     assert_eq!(status, 400);
     assert_eq!(get(addr, "/healthz").await.0, 200);
+
+    // 包邮吗 against the demo shop's FAQ; an unknown shop is a 404 with a message.
+    let (status, body) = get(
+        addr,
+        "/v1/faq/search?shop=demo&text=%E5%8C%85%E9%82%AE%E5%90%97",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let hits: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(hits[0]["entry"]["id"], "ship-003", "{hits}");
+    let (status, body) = get(addr, "/v1/faq/search?shop=nobody&text=hi").await;
+    assert_eq!((status, body.trim()), (404, "unknown shop 'nobody'"));
+    let (status, _) = get(addr, "/v1/faq/search?shop=..%2Fetc&text=hi").await;
+    assert_eq!(status, 400);
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

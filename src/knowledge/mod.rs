@@ -13,7 +13,9 @@ pub mod import;
 pub mod index;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, FixedOffset};
@@ -88,8 +90,19 @@ pub enum ImportMode {
 
 struct Shop {
     current: ArcSwap<ShopIndex>,
-    /// Serialises writers of one shop; readers never take it.
-    write: Mutex<()>,
+    /// Serialises writers of one shop; readers never take it. Holds the stamp of the entry file
+    /// the current index was built from.
+    write: Mutex<Option<Stamp>>,
+    /// When the entry file was last compared with `write`'s stamp (ms since the store opened).
+    checked_ms: AtomicU64,
+}
+
+/// An entry file's modification time and size: how another process's import is noticed.
+type Stamp = (SystemTime, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Every shop's FAQ: storage under the data directory plus the live indexes.
@@ -98,7 +111,13 @@ pub struct Knowledge {
     analyzer: Analyzer,
     weights: RankWeights,
     shops: DashMap<String, Arc<Shop>>,
+    opened: Instant,
+    reload_every: Duration,
 }
+
+/// How often a loaded shop's entry file is checked for changes made by another process (a
+/// `honeydesk faq import` while `serve` runs).
+pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 impl Knowledge {
     /// Open the knowledge store under `data_dir` (created on first write). Shops load lazily.
@@ -108,7 +127,15 @@ impl Knowledge {
             analyzer,
             weights,
             shops: DashMap::new(),
+            opened: Instant::now(),
+            reload_every: RELOAD_CHECK,
         }
+    }
+
+    /// Check entry files for outside changes this often instead of every [`RELOAD_CHECK`].
+    pub fn with_reload_check(mut self, every: Duration) -> Self {
+        self.reload_every = every;
+        self
     }
 
     fn faq_path(&self, shop: &str) -> PathBuf {
@@ -141,9 +168,11 @@ impl Knowledge {
 
     fn shop(&self, shop: &str) -> Result<Arc<Shop>, KnowledgeError> {
         check_shop(shop)?;
-        if let Some(s) = self.shops.get(shop) {
-            return Ok(s.clone());
+        if let Some(s) = self.shops.get(shop).map(|s| s.clone()) {
+            self.reload_if_changed(shop, &s);
+            return Ok(s);
         }
+        let before = stamp(&self.faq_path(shop));
         let entries = self.read_stored(shop)?;
         let index = ShopIndex::build(entries, self.analyzer.clone(), self.weights, 1)?;
         // Two first users may both load; the first to insert wins and the other's copy is dropped.
@@ -153,11 +182,51 @@ impl Knowledge {
             .or_insert_with(|| {
                 Arc::new(Shop {
                     current: ArcSwap::from_pointee(index),
-                    write: Mutex::new(()),
+                    write: Mutex::new(before),
+                    checked_ms: AtomicU64::new(self.elapsed_ms()),
                 })
             })
             .clone();
         Ok(loaded)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    /// Rebuild a loaded shop whose entry file another process has replaced. At most one check per
+    /// [`RELOAD_CHECK`] per shop; a search that finds a writer busy, or a damaged file, keeps the
+    /// current index.
+    fn reload_if_changed(&self, shop: &str, s: &Shop) {
+        let now = self.elapsed_ms();
+        let last = s.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < self.reload_every.as_millis() as u64
+            || s.checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(mut loaded) = s.write.try_lock() else {
+            return;
+        };
+        let path = self.faq_path(shop);
+        let current = stamp(&path);
+        if current.is_none() || current == *loaded {
+            return;
+        }
+        let generation = s.current.load().generation + 1;
+        let rebuilt = self.read_stored(shop).and_then(|entries| {
+            ShopIndex::build(entries, self.analyzer.clone(), self.weights, generation)
+        });
+        match rebuilt {
+            Ok(index) => {
+                s.current.store(Arc::new(index));
+                *loaded = current;
+                tracing::info!(shop, "reloaded the FAQ after an outside change");
+            }
+            Err(e) => tracing::warn!(shop, error = %e, "kept the current FAQ index"),
+        }
     }
 
     fn read_stored(&self, shop: &str) -> Result<Vec<FaqEntry>, KnowledgeError> {
@@ -277,7 +346,7 @@ impl Knowledge {
             Err(KnowledgeError::UnknownShop(_)) => None,
             Err(e) => return Err(e),
         };
-        let _guard = existing
+        let mut guard = existing
             .as_ref()
             .map(|s| s.write.lock().unwrap_or_else(|p| p.into_inner()));
         let (stored, generation) = match &existing {
@@ -291,12 +360,19 @@ impl Knowledge {
         let entries = change(stored)?;
         let index = ShopIndex::build(entries, self.analyzer.clone(), self.weights, generation)?;
         self.persist(shop, index.entries())?;
+        let written = stamp(&self.faq_path(shop));
         match &existing {
-            Some(s) => s.current.store(Arc::new(index)),
+            Some(s) => {
+                s.current.store(Arc::new(index));
+                if let Some(g) = guard.as_mut() {
+                    **g = written;
+                }
+            }
             None => {
                 let fresh = Arc::new(Shop {
                     current: ArcSwap::from_pointee(index),
-                    write: Mutex::new(()),
+                    write: Mutex::new(written),
+                    checked_ms: AtomicU64::new(self.elapsed_ms()),
                 });
                 self.shops.insert(shop.to_string(), fresh);
             }

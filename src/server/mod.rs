@@ -1,6 +1,6 @@
-//! The HTTP front. For now: `/healthz`, reporting the loaded intent model, and `/v1/classify` for
-//! trying the model from a browser or curl. Websockets, storage and the pages come with the server
-//! issue.
+//! The HTTP front. For now: `/healthz`, reporting the loaded intent model, `/v1/classify` for
+//! trying the model from a browser or curl, and `/v1/faq/search` over a shop's FAQ. Websockets,
+//! storage and the pages come with the server issue.
 
 use std::sync::Arc;
 
@@ -11,11 +11,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::knowledge::{self, Knowledge, KnowledgeError};
 use crate::nlu::IntentModel;
 
 /// What handlers share.
 pub struct AppState {
     pub model: IntentModel,
+    pub knowledge: Knowledge,
 }
 
 /// The router, separate from binding so tests can drive it directly.
@@ -23,6 +25,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/classify", get(classify))
+        .route("/v1/faq/search", get(faq_search))
         .with_state(state)
 }
 
@@ -50,6 +53,35 @@ async fn classify(State(state): State<Arc<AppState>>, Query(q): Query<ClassifyQu
         Ok(Ok(mut p)) => {
             p.ranked.truncate(5);
             Json(p).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FaqQuery {
+    shop: String,
+    text: String,
+    k: Option<usize>,
+}
+
+async fn faq_search(State(state): State<Arc<AppState>>, Query(q): Query<FaqQuery>) -> Response {
+    let state = state.clone();
+    let k = q.k.unwrap_or(5).min(50);
+    let result = tokio::task::spawn_blocking(move || {
+        state
+            .knowledge
+            .search(&q.shop, &q.text, k, knowledge::now())
+    })
+    .await;
+    match result {
+        Ok(Ok(hits)) => Json(hits).into_response(),
+        Ok(Err(e @ KnowledgeError::UnknownShop(_))) => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
+        Ok(Err(e @ KnowledgeError::InvalidShop(_))) => {
+            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
