@@ -19,5 +19,6 @@ pub mod config;
 pub mod eval;
 pub mod knowledge;
 pub mod nlu;
+pub mod risk;
 pub mod server;
 pub mod text;

@@ -105,6 +105,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::faq::FaqCommand,
     },
+    /// Risk signals: check a message, measure life-care.
+    Risk {
+        #[command(subcommand)]
+        command: cli::risk::RiskCommand,
+    },
     /// Serve the bundled demo shop (trains the bundled intent model first if it is missing).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -217,6 +222,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Datasets { name, out, src } => write_dataset(name, &out, src),
         Command::Faq { data_dir, command } => cli::faq::run(command, &data_dir),
+        Command::Risk { command } => cli::risk::run(command),
         Command::Serve {
             listen,
             model,

@@ -3,4 +3,5 @@
 mod common;
 mod intent;
 mod knowledge;
+mod risk;
 mod server;

@@ -6,3 +6,4 @@
 
 pub mod faq;
 pub mod intent;
+pub mod risk;

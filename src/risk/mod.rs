@@ -1,0 +1,396 @@
+//! Risk signals, checked before anything else on every shopper message.
+//!
+//! Five kinds ([`RiskKind`]): life-care (suicide and self-harm talk, direct or indirect), dangerous
+//! medicine (sleeping pills, painkillers or pesticide in quantity), an elderly or struggling
+//! shopper (小棉袄), an angry dispute, and an explicit ask for a human. Each is a set of named,
+//! readable rules ([`lexicon`]) over the normalized message and the recent turns, so every hit says
+//! which rule fired on which words: an agent or an auditor can see why a chat was escalated, and a
+//! miss can be fixed by adding words, not by retraining.
+//!
+//! Lexicon rules were chosen over a trained classifier for life-care because the cost of a miss is
+//! a life and the only labelled high-risk Chinese text available to this project (SOS-1K) is real
+//! people's words that may only be used to measure, not to train; rules written from crisis-line
+//! warning-sign lists generalise without learning from those posts. Idioms that look like risk
+//! (笑死我了, 想死你了, "this price is killing me", "dying to get this dress") are blanked out first,
+//! and negations (我不会自杀) cancel the rules that can be negated.
+
+pub mod lexicon;
+pub mod pattern;
+
+use serde::{Deserialize, Serialize};
+
+use crate::text;
+use lexicon::{
+    Rule, CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, IDIOMS, NEGATIONS, QUANTITY, RULES,
+};
+
+/// What kind of risk a message carries. Ordered by priority: a life-care hit outranks all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskKind {
+    LifeCare,
+    DangerousMedicine,
+    Elderly,
+    Dispute,
+    HumanRequest,
+}
+
+impl RiskKind {
+    /// Queue priority of a handoff for this risk (higher first).
+    pub fn priority(self) -> u8 {
+        match self {
+            RiskKind::LifeCare => 100,
+            RiskKind::DangerousMedicine => 90,
+            RiskKind::Elderly => 60,
+            RiskKind::Dispute => 50,
+            RiskKind::HumanRequest => 40,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskKind::LifeCare => "life_care",
+            RiskKind::DangerousMedicine => "dangerous_medicine",
+            RiskKind::Elderly => "elderly",
+            RiskKind::Dispute => "dispute",
+            RiskKind::HumanRequest => "human_request",
+        }
+    }
+}
+
+/// One detector firing on the current message (earlier turns count as context): which rule, on
+/// which words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskHit {
+    pub kind: RiskKind,
+    pub rule: String,
+    /// The words that matched, as they read after normalization.
+    pub evidence: Vec<String>,
+}
+
+/// Which detectors run. Life-care has no switch: it is always on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskSwitches {
+    pub dangerous_medicine: bool,
+    pub elderly: bool,
+    pub dispute: bool,
+    pub human_request: bool,
+}
+
+impl Default for RiskSwitches {
+    fn default() -> Self {
+        RiskSwitches {
+            dangerous_medicine: true,
+            elderly: true,
+            dispute: true,
+            human_request: true,
+        }
+    }
+}
+
+impl RiskSwitches {
+    fn allows(&self, kind: RiskKind) -> bool {
+        match kind {
+            RiskKind::LifeCare => true,
+            RiskKind::DangerousMedicine => self.dangerous_medicine,
+            RiskKind::Elderly => self.elderly,
+            RiskKind::Dispute => self.dispute,
+            RiskKind::HumanRequest => self.human_request,
+        }
+    }
+}
+
+/// How many previous shopper turns the detectors look at.
+pub const HISTORY_TURNS: usize = 3;
+
+/// A message prepared for matching: normalized, idioms blanked.
+struct Prepared {
+    /// Normalized text with idioms blanked (for the rules).
+    text: String,
+    /// Normalized text with idioms kept (for anger, where 气死我了 *is* the signal).
+    raw: String,
+}
+
+fn prepare(message: &str) -> Prepared {
+    let raw = format!(" {} ", text::normalize(message));
+    let mut text = raw.clone();
+    for idiom in IDIOMS {
+        pattern::blank(&mut text, idiom);
+    }
+    Prepared { text, raw }
+}
+
+fn is_ascii_pattern(p: &str) -> bool {
+    p.bytes().all(|b| b.is_ascii())
+}
+
+/// Every match of `p` in `text` that respects word boundaries (English) and, if asked, negation.
+fn matches(text: &str, p: &str, negatable: bool) -> Option<String> {
+    let mut from = 0;
+    while let Some(span) = pattern::find(text, p, from) {
+        from = span.0 + 1;
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        if is_ascii_pattern(p) && !pattern::on_word_boundaries(text, span) {
+            continue;
+        }
+        if negatable && negated(text, span.0) && !starts_with_negation(p) {
+            continue;
+        }
+        return Some(text[span.0..span.1].trim().to_string());
+    }
+    None
+}
+
+fn starts_with_negation(p: &str) -> bool {
+    NEGATIONS.iter().any(|n| p.starts_with(n.trim_end()))
+}
+
+/// Whether a negation ends within the four characters before `start`.
+fn negated(text: &str, start: usize) -> bool {
+    let before: String = {
+        let chars: Vec<char> = text[..start].chars().collect();
+        chars[chars.len().saturating_sub(12)..].iter().collect()
+    };
+    let before = before.trim_end();
+    let window: String = {
+        let chars: Vec<char> = before.chars().collect();
+        // CJK negations sit right before the verb (不会自杀); English ones a word or two earlier.
+        chars[chars.len().saturating_sub(4)..].iter().collect()
+    };
+    NEGATIONS.iter().any(|n| {
+        if is_ascii_pattern(n) {
+            let n = n.trim_end();
+            before.ends_with(n) || before.rsplit(' ').take(3).any(|w| w == n)
+        } else {
+            window.contains(n)
+        }
+    })
+}
+
+fn distress(text: &str) -> (f32, Vec<String>) {
+    let (core, mut words) = weigh(text, DISTRESS);
+    if core == 0.0 {
+        return (0.0, words);
+    }
+    let (context, more) = weigh(text, CONTEXT);
+    words.extend(more);
+    (core + context, words)
+}
+
+fn weigh(text: &str, list: &[(&str, f32)]) -> (f32, Vec<String>) {
+    let mut total = 0.0;
+    let mut words = Vec::new();
+    for (word, weight) in list {
+        let hit = if is_ascii_pattern(word) {
+            matches(text, word, false).is_some()
+        } else {
+            text.contains(word)
+        };
+        if hit {
+            total += weight;
+            words.push(word.to_string());
+        }
+    }
+    (total, words)
+}
+
+fn any_of(text: &str, words: &[&str]) -> Option<String> {
+    words.iter().find_map(|w| matches(text, w, false))
+}
+
+/// Short, loud expressions of anger. Two angry turns in a row make a dispute.
+const ANGER: &[&str] = &[
+    "气死我了",
+    "什么破",
+    "垃圾",
+    "太差了",
+    "差劲",
+    "无语",
+    "恶心",
+    "坑人",
+    "坑爹",
+    "退钱",
+    "滚",
+    "有病",
+    "耍我",
+    "骗人",
+    "忽悠",
+    "态度太差",
+    "!!!",
+    "???",
+    "什么玩意",
+    "ridiculous",
+    "unacceptable",
+    "worst",
+    "terrible",
+    "furious",
+    "angry",
+    "wtf",
+    "pathetic",
+    "useless",
+    "rubbish",
+    "disgusting",
+];
+
+/// The risk detectors.
+#[derive(Debug, Clone, Default)]
+pub struct RiskDetector {
+    pub switches: RiskSwitches,
+}
+
+impl RiskDetector {
+    pub fn new(switches: RiskSwitches) -> Self {
+        RiskDetector { switches }
+    }
+
+    /// Every risk hit for `message`, given the shopper's earlier messages (oldest first), sorted
+    /// by priority (life-care first).
+    pub fn detect(&self, message: &str, history: &[String]) -> Vec<RiskHit> {
+        let current = prepare(message);
+        let recent: Vec<Prepared> = history
+            .iter()
+            .rev()
+            .take(HISTORY_TURNS)
+            .map(|m| prepare(m))
+            .collect();
+        let mut hits = Vec::new();
+        fn push(hits: &mut Vec<RiskHit>, kind: RiskKind, rule: &str, evidence: Vec<String>) {
+            hits.push(RiskHit {
+                kind,
+                rule: rule.to_string(),
+                evidence,
+            });
+        }
+
+        // Confusion alone is every shopper sometimes; it is handled with the elderly signals below.
+        for rule in RULES.iter().filter(|r| r.name != "elderly.confused") {
+            if let Some(words) = rule_hit(rule, &current.text) {
+                push(&mut hits, rule.kind, rule.name, words);
+            }
+        }
+
+        // Indirect life-care talk: distress words adding up over this and the recent turns.
+        let (weight, mut words) = distress(&current.text);
+        let mut total = weight;
+        for p in recent.iter().take(2) {
+            let (w, more) = distress(&p.text);
+            total += w * 0.5;
+            words.extend(more);
+        }
+        let life_care_now = hits.iter().any(|h| h.kind == RiskKind::LifeCare);
+        if !life_care_now && weight > 0.0 && total >= DISTRESS_THRESHOLD {
+            words.dedup();
+            push(
+                &mut hits,
+                RiskKind::LifeCare,
+                "life_care.distress",
+                words.clone(),
+            );
+        }
+
+        // Dangerous medicine: a lethal medicine with a quantity, or with distress now or lately.
+        if let Some(drug) = any_of(&current.text, DANGEROUS) {
+            let quantity = any_of(&current.text, QUANTITY).or_else(|| {
+                recent
+                    .iter()
+                    .take(2)
+                    .find_map(|p| any_of(&p.text, QUANTITY))
+            });
+            let recent_life_care = recent.iter().any(|p| {
+                RULES
+                    .iter()
+                    .filter(|r| r.kind == RiskKind::LifeCare)
+                    .any(|r| rule_hit(r, &p.text).is_some())
+            });
+            let distressed = total >= 1.0 || recent_life_care;
+            if let Some(q) = &quantity {
+                push(
+                    &mut hits,
+                    RiskKind::DangerousMedicine,
+                    "medicine.quantity",
+                    vec![drug.clone(), q.clone()],
+                );
+            }
+            if distressed {
+                push(
+                    &mut hits,
+                    RiskKind::DangerousMedicine,
+                    "medicine.with_distress",
+                    vec![drug.clone()],
+                );
+                push(
+                    &mut hits,
+                    RiskKind::LifeCare,
+                    "life_care.medicine_with_distress",
+                    std::iter::once(drug).chain(words.iter().cloned()).collect(),
+                );
+            }
+        }
+
+        // Elderly: a self-description fires above; confusion needs company (another confused
+        // turn, or an earlier self-description); the same message three times fires on its own.
+        let confused = RULES
+            .iter()
+            .find(|r| r.name == "elderly.confused")
+            .expect("the lexicon has elderly.confused");
+        let elderly_before = recent.iter().any(|p| {
+            RULES
+                .iter()
+                .filter(|r| r.kind == RiskKind::Elderly)
+                .any(|r| rule_hit(r, &p.text).is_some())
+        });
+        if let Some(words) = rule_hit(confused, &current.text) {
+            if elderly_before {
+                push(&mut hits, RiskKind::Elderly, confused.name, words);
+            }
+        }
+        let asked = current.raw.trim();
+        let repeats = recent
+            .iter()
+            .filter(|p| !asked.is_empty() && p.raw.trim() == asked)
+            .count();
+        if repeats >= 2 {
+            push(
+                &mut hits,
+                RiskKind::Elderly,
+                "elderly.repeats",
+                vec![asked.to_string()],
+            );
+        }
+
+        // Dispute: anger in this turn and in one of the two before.
+        if let Some(word) = any_of(&current.raw, ANGER) {
+            if let Some(before) = recent.iter().take(2).find_map(|p| any_of(&p.raw, ANGER)) {
+                push(
+                    &mut hits,
+                    RiskKind::Dispute,
+                    "dispute.repeated_anger",
+                    vec![before, word],
+                );
+            }
+        }
+
+        hits.retain(|h| self.switches.allows(h.kind));
+        hits.sort_by_key(|h| h.kind);
+        hits
+    }
+
+    /// Whether the message (alone) triggers life-care; what the life-care measurement counts.
+    pub fn is_life_care(&self, message: &str) -> bool {
+        self.detect(message, &[])
+            .iter()
+            .any(|h| h.kind == RiskKind::LifeCare)
+    }
+}
+
+fn rule_hit(rule: &Rule, text: &str) -> Option<Vec<String>> {
+    let words: Vec<String> = rule
+        .patterns
+        .iter()
+        .filter_map(|p| matches(text, p, rule.negatable))
+        .collect();
+    (!words.is_empty()).then_some(words)
+}

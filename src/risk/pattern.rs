@@ -1,0 +1,89 @@
+//! The small pattern language the risk lexicons are written in.
+//!
+//! A pattern is literal text with `~` between parts that may be separated by up to [`GAP`]
+//! characters: `安眠药~多少` matches 安眠药吃多少 and 安眠药一次最多吃多少. Patterns run on the
+//! normalized message (Simplified, lower case, half-width), so one pattern covers 安眠藥 and
+//! 安眠药, "Kill Myself" and "kill myself".
+
+/// Most characters allowed between two parts of a pattern.
+pub const GAP: usize = 8;
+
+/// The byte span of the first match of `pattern` in `text` that starts at or after `from`.
+pub fn find(text: &str, pattern: &str, from: usize) -> Option<(usize, usize)> {
+    let mut parts = pattern.split('~');
+    let first = parts.next()?;
+    let rest: Vec<&str> = parts.collect();
+    for (start, _) in text[from..].match_indices(first) {
+        let start = from + start;
+        let mut end = start + first.len();
+        let mut ok = true;
+        for part in &rest {
+            match text[end..].find(part) {
+                Some(offset) if text[end..end + offset].chars().count() <= GAP => {
+                    end += offset + part.len();
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            return Some((start, end));
+        }
+    }
+    None
+}
+
+/// Whether an English pattern's match sits on word boundaries (so "die" does not fire on
+/// "diet" or "studied").
+pub fn on_word_boundaries(text: &str, (start, end): (usize, usize)) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !is_word(before) && !is_word(after)
+}
+
+/// Replace every match of `pattern` with spaces, keeping byte offsets of the rest.
+pub fn blank(text: &mut String, pattern: &str) {
+    let mut from = 0;
+    while let Some((start, end)) = find(text, pattern, from) {
+        let spaces = " ".repeat(end - start);
+        text.replace_range(start..end, &spaces);
+        from = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_bounded() {
+        assert!(find("安眠药一次最多吃多少", "安眠药~多少", 0).is_some());
+        assert!(find(
+            "安眠药的说明书上写的东西太多了我看不懂多少",
+            "安眠药~多少",
+            0
+        )
+        .is_none());
+        assert_eq!(find("abc", "b", 0), Some((1, 2)));
+    }
+
+    #[test]
+    fn blanking_keeps_offsets() {
+        let mut t = "笑死我了想死".to_string();
+        blank(&mut t, "笑死");
+        assert_eq!(t.len(), "笑死我了想死".len());
+        assert!(t.starts_with("      我了"));
+    }
+
+    #[test]
+    fn word_boundaries() {
+        let t = "my diet plan";
+        let m = find(t, "die", 0).unwrap();
+        assert!(!on_word_boundaries(t, m));
+        let t = "i want to die.";
+        assert!(on_word_boundaries(t, find(t, "die", 0).unwrap()));
+    }
+}

@@ -1,0 +1,175 @@
+//! Risk detectors: each kind in both languages, with the idioms and negations that must not fire.
+
+use honeydesk::risk::{RiskDetector, RiskKind, RiskSwitches};
+
+fn kinds(message: &str, before: &[&str]) -> Vec<RiskKind> {
+    let history: Vec<String> = before.iter().map(|s| s.to_string()).collect();
+    let mut k: Vec<RiskKind> = RiskDetector::default()
+        .detect(message, &history)
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
+    k.dedup();
+    k
+}
+
+fn fires(kind: RiskKind, message: &str) -> bool {
+    kinds(message, &[]).contains(&kind)
+}
+
+#[test]
+fn life_care_fires_on_direct_and_indirect_talk() {
+    for m in [
+        "我不想活了",
+        "活着没意思，真的好累",
+        "安眠药吃多少会死",
+        "親，我想自殺",
+        "衣服不用发了，我应该用不到了，想从这个世界消失",
+        "I want to end it all",
+        "i just want to kill myself",
+        "I don't want to live anymore",
+        "there is no reason to live",
+    ] {
+        assert!(fires(RiskKind::LifeCare, m), "{m}");
+    }
+}
+
+#[test]
+fn life_care_ignores_idioms_and_negations() {
+    for m in [
+        "笑死我了，这个客服太逗了",
+        "想死你了亲爱的店家",
+        "这价格贵死了",
+        "手机死机了怎么退款",
+        "跳楼价清仓吗",
+        "秒杀活动什么时候结束",
+        "我才不会自杀呢，就是问问衣服",
+        "this price is killing me",
+        "I'm dying to get this dress",
+        "my phone battery died, can you resend the code",
+        "roll a six sided die for me",
+        "I would never kill myself, just kidding about the price",
+    ] {
+        assert!(!fires(RiskKind::LifeCare, m), "{m}");
+    }
+}
+
+#[test]
+fn every_hit_names_its_rule_and_words() {
+    let hits = RiskDetector::default().detect("我不想活了", &[]);
+    let hit = hits.iter().find(|h| h.kind == RiskKind::LifeCare).unwrap();
+    assert_eq!(hit.rule, "life_care.wish_to_die");
+    assert_eq!(hit.evidence, ["不想活"]);
+}
+
+#[test]
+fn dangerous_medicine_needs_quantity_or_distress() {
+    assert!(fires(RiskKind::DangerousMedicine, "安眠药能多买几瓶吗"));
+    assert!(fires(
+        RiskKind::DangerousMedicine,
+        "can I buy sleeping pills in bulk"
+    ));
+    assert!(fires(RiskKind::DangerousMedicine, "百草枯最多能买多少"));
+    assert!(!fires(
+        RiskKind::DangerousMedicine,
+        "安眠药怎么吃，饭前还是饭后"
+    ));
+    assert!(!fires(
+        RiskKind::DangerousMedicine,
+        "do you sell painkillers"
+    ));
+    // Distress in an earlier turn makes a plain medicine question a risk, and life-care too.
+    let k = kinds("你们店有安眠药吗", &["最近好绝望，活着好痛苦"]);
+    assert!(
+        k.contains(&RiskKind::DangerousMedicine) && k.contains(&RiskKind::LifeCare),
+        "{k:?}"
+    );
+}
+
+#[test]
+fn elderly_shoppers_are_noticed() {
+    assert!(fires(RiskKind::Elderly, "我年纪大了不会用手机，怎么付款"));
+    assert!(fires(RiskKind::Elderly, "I'm 80 and not good with phones"));
+    // Confusion alone is any shopper; after an earlier sign of age it counts.
+    assert!(!fires(RiskKind::Elderly, "尺码表看不懂"));
+    assert!(kinds("看不懂，按哪里", &["我眼睛不好，字太小"]).contains(&RiskKind::Elderly));
+    // The same question three times.
+    let k = kinds("怎么退款", &["怎么退款", "怎么退款"]);
+    assert!(k.contains(&RiskKind::Elderly), "{k:?}");
+    assert!(!kinds("怎么退款", &["怎么退款"]).contains(&RiskKind::Elderly));
+}
+
+#[test]
+fn disputes_and_threats() {
+    assert!(fires(RiskKind::Dispute, "再不处理我就打12315投诉你们"));
+    assert!(fires(RiskKind::Dispute, "I'll contact my lawyer"));
+    assert!(!fires(RiskKind::Dispute, "我不投诉，就是问问什么时候发货"));
+    assert!(kinds("什么破服务，退钱", &["垃圾店铺，气死我了"]).contains(&RiskKind::Dispute));
+    assert!(!kinds("什么破天气，快递会晚吗", &["谢谢亲"]).contains(&RiskKind::Dispute));
+}
+
+#[test]
+fn asking_for_a_human() {
+    for m in [
+        "转人工",
+        "亲，我要人工客服",
+        "Can I talk to a human?",
+        "real person please",
+    ] {
+        assert!(fires(RiskKind::HumanRequest, m), "{m}");
+    }
+    assert!(!fires(RiskKind::HumanRequest, "这件衣服是人工刺绣的吗"));
+}
+
+#[test]
+fn life_care_comes_first_and_cannot_be_switched_off() {
+    let detector = RiskDetector::new(RiskSwitches {
+        dangerous_medicine: false,
+        elderly: false,
+        dispute: false,
+        human_request: false,
+    });
+    let hits = detector.detect("转人工！我不想活了，要投诉你们", &[]);
+    assert_eq!(hits[0].kind, RiskKind::LifeCare);
+    assert!(
+        hits.iter().all(|h| h.kind == RiskKind::LifeCare),
+        "{hits:?}"
+    );
+    let all = RiskDetector::default().detect("转人工！我不想活了，要投诉你们", &[]);
+    assert_eq!(all[0].kind, RiskKind::LifeCare);
+    assert!(all.iter().any(|h| h.kind == RiskKind::Dispute));
+    assert!(all.iter().any(|h| h.kind == RiskKind::HumanRequest));
+}
+
+/// Life-care on real data: recall on SOS-1K's high-risk test posts, false alarms on ordinary
+/// queries. Only counts are read; no post is printed.
+#[test]
+fn life_care_on_real_posts_and_ordinary_queries() {
+    let Some(shared) = crate::common::shared("sos1k_zh_suicide_risk/binary/testdata_twoClass.tsv")
+    else {
+        return;
+    };
+    let shared = shared.ancestors().nth(3).unwrap().to_path_buf();
+    let root = crate::common::root();
+    let mut bundled = honeydesk::nlu::data::load(&root.join("intents/train.jsonl")).unwrap();
+    bundled.extend(honeydesk::nlu::data::load(&root.join("intents/val.jsonl")).unwrap());
+    let report =
+        honeydesk::eval::risk::life_care(&RiskDetector::default(), &shared, &bundled, "testdata")
+            .unwrap();
+    // The bar is 0.90; the lexicon reaches 0.82 so far (README). This floor guards it.
+    let recall = report.sos1k_high_risk.unwrap().rate;
+    assert!(recall >= 0.80, "life-care recall {recall:.3}");
+    for (name, rate) in [
+        ("clinc150", report.clinc150_in_scope_test),
+        ("banking77", report.banking77_train),
+        ("smp2019", report.smp2019),
+        ("bundled", Some(report.bundled_intents)),
+    ] {
+        let rate = rate.unwrap().rate;
+        assert!(
+            rate <= 0.01,
+            "{name}: life-care fired on {:.2}% of ordinary queries",
+            rate * 100.0
+        );
+    }
+}
