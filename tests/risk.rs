@@ -1,10 +1,24 @@
 //! Risk detectors: each kind in both languages, with the idioms and negations that must not fire.
 
+use std::sync::{Arc, OnceLock};
+
+use honeydesk::risk::model::{self, LifeCareModel};
 use honeydesk::risk::{RiskDetector, RiskKind, RiskSwitches};
+
+use crate::common::root;
+
+/// The lexicon plus the shipped life-care model, as `serve` runs them.
+fn bundled() -> &'static RiskDetector {
+    static DETECTOR: OnceLock<RiskDetector> = OnceLock::new();
+    DETECTOR.get_or_init(|| {
+        let m = LifeCareModel::load(&root().join(model::BUNDLED_MODEL)).unwrap();
+        RiskDetector::default().with_model(Arc::new(m))
+    })
+}
 
 fn kinds(message: &str, before: &[&str]) -> Vec<RiskKind> {
     let history: Vec<String> = before.iter().map(|s| s.to_string()).collect();
-    let mut k: Vec<RiskKind> = RiskDetector::default()
+    let mut k: Vec<RiskKind> = bundled()
         .detect(message, &history)
         .into_iter()
         .map(|h| h.kind)
@@ -56,10 +70,37 @@ fn life_care_ignores_idioms_and_negations() {
 
 #[test]
 fn every_hit_names_its_rule_and_words() {
-    let hits = RiskDetector::default().detect("我不想活了", &[]);
+    let hits = bundled().detect("我不想活了", &[]);
     let hit = hits.iter().find(|h| h.kind == RiskKind::LifeCare).unwrap();
     assert_eq!(hit.rule, "life_care.wish_to_die");
     assert_eq!(hit.evidence, ["不想活"]);
+    // Indirect talk with no lexicon phrase is the model's: it names the words that weighed most
+    // and its probability.
+    let hits = bundled().detect(
+        "东西都送人了，以后也用不上了，就这样吧，再也不用难过了",
+        &[],
+    );
+    let hit = hits
+        .iter()
+        .find(|h| h.kind == RiskKind::LifeCare)
+        .expect("life-care");
+    assert!(hit.rule.starts_with("life_care."), "{hit:?}");
+    assert!(!hit.evidence.is_empty());
+}
+
+#[test]
+fn the_shipped_life_care_model_matches_its_training_data() {
+    let examples = model::training_set(root()).unwrap();
+    let shipped = honeydesk::nlu::IntentModel::load(
+        &root().join(model::BUNDLED_MODEL),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        shipped.meta.data_sha256,
+        honeydesk::nlu::train::data_hash(&examples),
+        "risk/*.txt or intents/train.jsonl changed: run `honeydesk risk train`"
+    );
 }
 
 #[test]
@@ -154,11 +195,10 @@ fn life_care_on_real_posts_and_ordinary_queries() {
     let mut bundled = honeydesk::nlu::data::load(&root.join("intents/train.jsonl")).unwrap();
     bundled.extend(honeydesk::nlu::data::load(&root.join("intents/val.jsonl")).unwrap());
     let report =
-        honeydesk::eval::risk::life_care(&RiskDetector::default(), &shared, &bundled, "testdata")
-            .unwrap();
-    // The issue's bar is 0.90; the lexicon reaches 0.82 so far (README). This floor guards it.
+        honeydesk::eval::risk::life_care(self::bundled(), &shared, &bundled, "testdata").unwrap();
+    // The issue's bar is 0.90; lexicon + model reach 0.857 so far (README). This floor guards it.
     let recall = report.sos1k_high_risk.unwrap().rate;
-    assert!(recall >= 0.80, "life-care recall {recall:.3}");
+    assert!(recall >= 0.85, "life-care recall {recall:.3}");
     for (name, rate) in [
         ("clinc150", report.clinc150_in_scope_test),
         ("banking77", report.banking77_train),

@@ -15,7 +15,10 @@
 //! and negations (我不会自杀) cancel the rules that can be negated.
 
 pub mod lexicon;
+pub mod model;
 pub mod pattern;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -239,11 +242,22 @@ const ANGER: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct RiskDetector {
     pub switches: RiskSwitches,
+    /// The learned life-care classifier, consulted when the lexicon finds no life-care words.
+    pub model: Option<Arc<model::LifeCareModel>>,
 }
 
 impl RiskDetector {
     pub fn new(switches: RiskSwitches) -> Self {
-        RiskDetector { switches }
+        RiskDetector {
+            switches,
+            model: None,
+        }
+    }
+
+    /// Add the learned life-care classifier.
+    pub fn with_model(mut self, model: Arc<model::LifeCareModel>) -> Self {
+        self.model = Some(model);
+        self
     }
 
     /// Every risk hit for `message`, given the shopper's earlier messages (oldest first), sorted
@@ -289,6 +303,26 @@ impl RiskDetector {
                 "life_care.distress",
                 words.clone(),
             );
+        }
+
+        // The learned classifier, for indirect talk with no lexicon word. A model failure is
+        // logged and leaves the lexicon's verdict standing: it can only add a hit.
+        if let Some(m) = &self.model {
+            // It is only asked about messages with at least one distress or method word: on
+            // text far from both its classes (poems, train tickets) its guess is noise.
+            let some_signal =
+                weigh(&current.text, DISTRESS).0 + weigh(&current.text, CONTEXT).0 > 0.0;
+            if some_signal && !hits.iter().any(|h| h.kind == RiskKind::LifeCare) {
+                match m.probabilities(&[message]) {
+                    Ok(p) if p[0] >= model::THRESHOLD => {
+                        let mut evidence = m.explain(message).unwrap_or_default();
+                        evidence.push(format!("p={:.2}", p[0]));
+                        push(&mut hits, RiskKind::LifeCare, "life_care.model", evidence);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "life-care model failed"),
+                }
+            }
         }
 
         // Dangerous medicine: a lethal medicine with a quantity, or with distress now or lately.
