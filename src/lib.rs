@@ -16,6 +16,7 @@
 //! The binary (`src/main.rs`) only parses the command line and calls into these modules.
 
 pub mod config;
+pub mod dialog;
 pub mod eval;
 pub mod knowledge;
 pub mod nlu;

@@ -1,6 +1,7 @@
 //! honeydesk's integration tests: one binary, a module per area (see STYLE.md).
 
 mod common;
+mod dialog;
 mod intent;
 mod knowledge;
 mod risk;

@@ -1,0 +1,674 @@
+//! The decision for one shopper message: risk first, then the shop's FAQ and the intent model;
+//! answer, ask which one, ask for a missing value, or hand off to a human queue. Every
+//! [`Decision`] carries a [`Trace`] of what led to it (risk hits, scores, the thresholds in force,
+//! the rule that decided), which is what the agent console and the eval replay show.
+//!
+//! Order, and why: risk signals are checked before anything else and never wait behind a
+//! confidence check (a life-care message must not get an FAQ answer, however well it matches);
+//! then explicit feedback ("没用"); then the shop's reception mode; then the FAQ, because a
+//! merchant's own answer beats a platform default; then the intent's default response; then a
+//! fallback that counts as unhelpful, so two of them in a row reach a human.
+
+pub mod extract;
+pub mod policy;
+pub mod responses;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::knowledge::{Knowledge, KnowledgeError};
+use crate::nlu::{IntentModel, NluError, OOS};
+use crate::risk::{model::LifeCareModel, RiskDetector, RiskHit, RiskKind};
+use crate::text;
+pub use policy::{BusinessHours, DialogConfig, Policy, PolicyOverride, Reception};
+use responses::IntentResponse;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialogError {
+    #[error("{path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error(transparent)]
+    Nlu(#[from] NluError),
+    #[error(transparent)]
+    Knowledge(#[from] KnowledgeError),
+}
+
+/// The language a reply is written in: Chinese when the shopper wrote any Chinese.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn of(message: &str) -> Lang {
+        if message.chars().any(text::is_cjk) {
+            Lang::Zh
+        } else {
+            Lang::En
+        }
+    }
+}
+
+/// Why a conversation goes to a human. Decides the queue and the priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    LifeCare,
+    DangerousMedicine,
+    Elderly,
+    Dispute,
+    HumanRequest,
+    /// Nothing the bot knows is confident enough, twice.
+    LowConfidence,
+    /// The shopper said the bot's answers did not help, twice.
+    Unhelpful,
+    /// The FAQ entry answered asks for a human to follow up.
+    NotifyHuman,
+    /// The shop receives shoppers with humans first.
+    Reception,
+    /// A merchant action failed or timed out.
+    ActionFailed,
+}
+
+impl Reason {
+    pub fn from_risk(kind: RiskKind) -> Reason {
+        match kind {
+            RiskKind::LifeCare => Reason::LifeCare,
+            RiskKind::DangerousMedicine => Reason::DangerousMedicine,
+            RiskKind::Elderly => Reason::Elderly,
+            RiskKind::Dispute => Reason::Dispute,
+            RiskKind::HumanRequest => Reason::HumanRequest,
+        }
+    }
+
+    /// Queue priority, higher first.
+    pub fn priority(self) -> u8 {
+        match self {
+            Reason::LifeCare => 100,
+            Reason::DangerousMedicine => 90,
+            Reason::Elderly => 60,
+            Reason::Dispute => 50,
+            Reason::NotifyHuman | Reason::ActionFailed => 35,
+            Reason::HumanRequest | Reason::Unhelpful | Reason::LowConfidence => 30,
+            Reason::Reception => 20,
+        }
+    }
+
+    /// The queue (skill) this reason goes to.
+    pub fn queue(self) -> &'static str {
+        match self {
+            Reason::LifeCare | Reason::DangerousMedicine => "life_care",
+            Reason::Elderly => "elderly_care",
+            Reason::Dispute => "disputes",
+            Reason::NotifyHuman | Reason::ActionFailed => "after_sales",
+            Reason::HumanRequest
+            | Reason::Unhelpful
+            | Reason::LowConfidence
+            | Reason::Reception => "general",
+        }
+    }
+}
+
+/// One quick-reply choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    /// What the button says.
+    pub label: String,
+    /// What the bot receives when it is pressed (an FAQ id or an intent).
+    pub value: String,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Source {
+    Faq(String),
+    Intent(String),
+}
+
+/// What the bot does with a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Action {
+    /// Reply with an answer. `notify_human` also puts the chat in a human's queue.
+    Answer {
+        text: String,
+        buttons: Vec<String>,
+        link: Option<String>,
+        source: Source,
+        notify_human: bool,
+    },
+    /// Ask for a value the answer needs.
+    AskFor { slot: String, text: String },
+    /// The best candidates are too close: ask which one.
+    Clarify { text: String, choices: Vec<Choice> },
+    /// Hand the chat to a human; `reply` is what the shopper sees now.
+    Handoff {
+        reason: Reason,
+        priority: u8,
+        queue: String,
+        reply: String,
+    },
+    /// Outside business hours: say so instead of handing off.
+    Closed { text: String },
+    /// A human owns the conversation; the bot stays silent (the message is kept).
+    Silent,
+}
+
+/// An FAQ candidate as the trace shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaqCandidate {
+    pub id: String,
+    pub score: f32,
+    pub matched: String,
+}
+
+/// Everything that led to a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The rule that decided (`risk.life_care`, `faq.confident`, `intent.ambiguous`, ...).
+    pub rule: String,
+    pub risk: Vec<RiskHit>,
+    /// The top intents with calibrated probabilities (out-of-scope left out).
+    pub intents: Vec<(String, f32)>,
+    pub faq: Vec<FaqCandidate>,
+    /// The policy in force for this shop when the message arrived.
+    pub policy: Policy,
+    pub slots: BTreeMap<String, String>,
+    pub unhelpful: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub action: Action,
+    pub trace: Trace,
+}
+
+/// Who speaks in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    Shopper,
+    Bot,
+    Agent,
+}
+
+/// Who owns a conversation right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    Bot,
+    /// Handed off, waiting in a queue: the bot is silent, the messages are kept for the agent.
+    Queued,
+    Agent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub speaker: Speaker,
+    pub text: String,
+    pub at: DateTime<FixedOffset>,
+}
+
+/// One shopper's conversation with one shop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub shop: String,
+    pub turns: Vec<Turn>,
+    /// Values extracted so far (order number, phone, ...), newest wins.
+    pub slots: BTreeMap<String, String>,
+    /// Unhelpful bot turns in a row.
+    pub unhelpful: u32,
+    pub owner: Owner,
+    /// An intent waiting for a value the shopper has not given yet.
+    pub pending: Option<String>,
+}
+
+impl Conversation {
+    pub fn new(id: impl Into<String>, shop: impl Into<String>) -> Self {
+        Conversation {
+            id: id.into(),
+            shop: shop.into(),
+            turns: Vec::new(),
+            slots: BTreeMap::new(),
+            unhelpful: 0,
+            owner: Owner::Bot,
+            pending: None,
+        }
+    }
+
+    /// The shopper's earlier messages, oldest first (what the risk detectors read).
+    pub fn shopper_history(&self) -> Vec<String> {
+        self.turns
+            .iter()
+            .filter(|t| t.speaker == Speaker::Shopper)
+            .map(|t| t.text.clone())
+            .collect()
+    }
+}
+
+/// What the engine needs to know about the world for one message.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub now: DateTime<FixedOffset>,
+    /// Online agents of this shop with free capacity (human-first reception needs it).
+    pub agents_available: usize,
+}
+
+/// Phrases that say the last answer did not help.
+const UNHELPFUL: &[&str] = &[
+    "没用",
+    "没有用",
+    "不是这个",
+    "答非所问",
+    "不是我要问的",
+    "不是我问的",
+    "不对",
+    "听不懂",
+    "你在说什么",
+    "说的什么",
+    "机器人吧",
+    "not helpful",
+    "that's not what i asked",
+    "thats not what i asked",
+    "wrong answer",
+    "useless",
+    "doesn't help",
+    "didn't help",
+    "not what i asked",
+    "you don't understand",
+];
+
+/// The dialogue engine. Shared by every conversation; holds no per-conversation state.
+pub struct Engine {
+    intents: Arc<IntentModel>,
+    knowledge: Arc<Knowledge>,
+    life_care: Option<Arc<LifeCareModel>>,
+    config: ArcSwap<DialogConfig>,
+    responses: HashMap<String, IntentResponse>,
+}
+
+impl Engine {
+    pub fn new(
+        intents: Arc<IntentModel>,
+        knowledge: Arc<Knowledge>,
+        life_care: Option<Arc<LifeCareModel>>,
+        config: DialogConfig,
+    ) -> Self {
+        Engine {
+            intents,
+            knowledge,
+            life_care,
+            config: ArcSwap::from_pointee(config),
+            responses: responses::bundled(),
+        }
+    }
+
+    /// Replace the configuration; the next message of every shop sees it.
+    pub fn set_config(&self, config: DialogConfig) {
+        self.config.store(Arc::new(config));
+    }
+
+    pub fn config(&self) -> Arc<DialogConfig> {
+        self.config.load_full()
+    }
+
+    pub fn knowledge(&self) -> &Knowledge {
+        &self.knowledge
+    }
+
+    /// Decide what to do with `message` in `conv`, and record the shopper's and the bot's turns.
+    pub fn respond(
+        &self,
+        conv: &mut Conversation,
+        message: &str,
+        ctx: &Context,
+    ) -> Result<Decision, DialogError> {
+        let policy = self.config.load().policy(&conv.shop);
+        let history = conv.shopper_history();
+        conv.turns.push(Turn {
+            speaker: Speaker::Shopper,
+            text: message.to_string(),
+            at: ctx.now,
+        });
+        let normalized = text::normalize(message);
+        for (slot, value) in extract::extract(&normalized) {
+            conv.slots.insert(slot.to_string(), value);
+        }
+        let lang = Lang::of(message);
+        let mut trace = Trace {
+            rule: String::new(),
+            risk: Vec::new(),
+            intents: Vec::new(),
+            faq: Vec::new(),
+            policy: policy.clone(),
+            slots: conv.slots.clone(),
+            unhelpful: conv.unhelpful,
+        };
+
+        // A human owns it: the message is in the transcript; the bot says nothing, unless it is
+        // life-care talk, which still raises the conversation's priority (below).
+        let mut detector = RiskDetector::new(policy.risk);
+        if let Some(m) = &self.life_care {
+            detector = detector.with_model(m.clone());
+        }
+        trace.risk = detector.detect(message, &history);
+        if conv.owner != Owner::Bot {
+            let life_care = trace.risk.iter().any(|h| h.kind == RiskKind::LifeCare);
+            let action = if life_care && conv.owner == Owner::Queued {
+                handoff(Reason::LifeCare, lang)
+            } else {
+                Action::Silent
+            };
+            trace.rule = "owned_by_human".into();
+            return Ok(self.finish(conv, action, trace, ctx));
+        }
+
+        // 1. Risk, before anything else.
+        if let Some(top) = trace.risk.first() {
+            let reason = Reason::from_risk(top.kind);
+            trace.rule = format!("risk.{}", top.kind.as_str());
+            let action = self.handoff_or_closed(reason, lang, &policy, ctx);
+            return Ok(self.finish(conv, action, trace, ctx));
+        }
+
+        // 2. Feedback on the last answer.
+        let said_unhelpful = UNHELPFUL.iter().any(|p| normalized.contains(p));
+        if said_unhelpful {
+            conv.unhelpful += 1;
+            if conv.unhelpful >= policy.unhelpful_limit {
+                trace.rule = "unhelpful.limit".into();
+                let action = self.handoff_or_closed(Reason::Unhelpful, lang, &policy, ctx);
+                return Ok(self.finish(conv, action, trace, ctx));
+            }
+        }
+
+        // 3. Reception mode.
+        let to_human = match policy.reception {
+            Reception::BotFirst => false,
+            Reception::HumanFirst => ctx.agents_available > 0,
+            Reception::Ratio { human_share } => share(&conv.id) < human_share,
+        };
+        if to_human
+            && conv
+                .turns
+                .iter()
+                .filter(|t| t.speaker == Speaker::Shopper)
+                .count()
+                == 1
+        {
+            trace.rule = "reception".into();
+            let action = handoff(Reason::Reception, lang);
+            return Ok(self.finish(conv, action, trace, ctx));
+        }
+
+        // 4. A value an earlier intent was waiting for.
+        if let Some(intent) = conv.pending.clone() {
+            if let Some(action) = self.intent_reply(conv, &intent, lang) {
+                if !matches!(action, Action::AskFor { .. }) {
+                    conv.pending = None;
+                    trace.rule = "intent.pending_value".into();
+                    return Ok(self.finish(conv, action, trace, ctx));
+                }
+            }
+        }
+
+        // 5. The shop's FAQ, then the intent model.
+        let prediction = self.intents.classify(message)?;
+        trace.intents = prediction
+            .ranked
+            .iter()
+            .filter(|(l, _)| l != OOS)
+            .take(3)
+            .cloned()
+            .collect();
+        let hits = match self.knowledge.search(&conv.shop, message, 3, ctx.now) {
+            Ok(h) => h,
+            Err(KnowledgeError::UnknownShop(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        trace.faq = hits
+            .iter()
+            .map(|h| FaqCandidate {
+                id: h.entry.id.clone(),
+                score: h.score,
+                matched: h.matched.clone(),
+            })
+            .collect();
+
+        // The runner-up counts whatever its score: two entries that match almost equally well
+        // are a question to ask, even when only one of them clears the threshold.
+        if let Some(best) = hits.first().filter(|h| h.score >= policy.faq_threshold) {
+            let close: Vec<_> = hits
+                .iter()
+                .skip(1)
+                .filter(|h| best.score - h.score < policy.ambiguity_gap)
+                .collect();
+            if close.is_empty() {
+                trace.rule = "faq.confident".into();
+                conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
+                let entry = &best.entry;
+                let action = Action::Answer {
+                    text: entry.answer.text.clone(),
+                    buttons: entry.answer.buttons.clone(),
+                    link: entry.answer.link.clone(),
+                    source: Source::Faq(entry.id.clone()),
+                    notify_human: entry.notify_human,
+                };
+                return Ok(self.finish(conv, action, trace, ctx));
+            }
+            trace.rule = "faq.ambiguous".into();
+            let choices = std::iter::once(best)
+                .chain(close)
+                .take(3)
+                .map(|h| Choice {
+                    label: h.entry.question.clone(),
+                    value: h.entry.id.clone(),
+                })
+                .collect();
+            let action = Action::Clarify {
+                text: clarify_text(lang),
+                choices,
+            };
+            return Ok(self.finish(conv, action, trace, ctx));
+        }
+
+        let ranked = &trace.intents;
+        if let Some((intent, p)) = ranked.first().filter(|_| prediction.intent.is_some()) {
+            if *p >= policy.intent_threshold {
+                let runner_up = ranked.get(1).map_or(0.0, |r| r.1);
+                if p - runner_up >= policy.ambiguity_gap {
+                    if let Some(action) = self.intent_reply(conv, intent, lang) {
+                        trace.rule = "intent.confident".into();
+                        conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
+                        return Ok(self.finish(conv, action, trace, ctx));
+                    }
+                } else {
+                    trace.rule = "intent.ambiguous".into();
+                    let choices = ranked
+                        .iter()
+                        .filter(|(_, q)| p - q < policy.ambiguity_gap)
+                        .take(3)
+                        .map(|(l, _)| Choice {
+                            label: responses::intent_name(l, lang),
+                            value: l.clone(),
+                        })
+                        .collect();
+                    let action = Action::Clarify {
+                        text: clarify_text(lang),
+                        choices,
+                    };
+                    return Ok(self.finish(conv, action, trace, ctx));
+                }
+            }
+        }
+
+        // 6. Nothing confident: a fallback, which counts as unhelpful.
+        if !said_unhelpful {
+            conv.unhelpful += 1;
+        }
+        if conv.unhelpful >= policy.unhelpful_limit {
+            trace.rule = "low_confidence.limit".into();
+            let action = self.handoff_or_closed(Reason::LowConfidence, lang, &policy, ctx);
+            return Ok(self.finish(conv, action, trace, ctx));
+        }
+        trace.rule = "fallback".into();
+        let text = match lang {
+            Lang::Zh => "抱歉亲，我没太明白，可以换个说法，或者选一个常见问题～",
+            Lang::En => {
+                "Sorry, I didn't quite get that. Could you rephrase, or pick a common topic?"
+            }
+        };
+        let greeting = &self.responses["greeting"];
+        let action = Action::Clarify {
+            text: text.into(),
+            choices: greeting
+                .buttons(lang)
+                .iter()
+                .map(|b| Choice {
+                    label: b.clone(),
+                    value: b.clone(),
+                })
+                .collect(),
+        };
+        Ok(self.finish(conv, action, trace, ctx))
+    }
+
+    /// The default response of `intent`, asking first for a value it needs.
+    fn intent_reply(&self, conv: &mut Conversation, intent: &str, lang: Lang) -> Option<Action> {
+        let response = self.responses.get(intent)?;
+        if let Some(missing) = response.needs.iter().find(|n| !conv.slots.contains_key(*n)) {
+            conv.pending = Some(intent.to_string());
+            let text = match (missing.as_str(), lang) {
+                ("order_number", Lang::Zh) => format!("{}（请提供订单号）", response.zh),
+                ("order_number", Lang::En) => {
+                    format!("{} (please send your order number)", response.en)
+                }
+                (slot, Lang::Zh) => format!("{}（请提供{slot}）", response.zh),
+                (slot, Lang::En) => format!("{} (please send your {slot})", response.en),
+            };
+            return Some(Action::AskFor {
+                slot: missing.clone(),
+                text,
+            });
+        }
+        Some(Action::Answer {
+            text: response.text(lang).to_string(),
+            buttons: response.buttons(lang).to_vec(),
+            link: None,
+            source: Source::Intent(intent.to_string()),
+            notify_human: false,
+        })
+    }
+
+    fn handoff_or_closed(
+        &self,
+        reason: Reason,
+        lang: Lang,
+        policy: &Policy,
+        ctx: &Context,
+    ) -> Action {
+        if reason != Reason::LifeCare && reason != Reason::DangerousMedicine {
+            if let Some(hours) = &policy.hours {
+                if !hours.is_open(ctx.now) {
+                    let text = match lang {
+                        Lang::Zh => hours.closed_message_zh.clone(),
+                        Lang::En => hours.closed_message_en.clone(),
+                    };
+                    return Action::Closed { text };
+                }
+            }
+        }
+        handoff(reason, lang)
+    }
+
+    /// Record the bot's turn and the ownership change a handoff makes.
+    fn finish(
+        &self,
+        conv: &mut Conversation,
+        action: Action,
+        mut trace: Trace,
+        ctx: &Context,
+    ) -> Decision {
+        let said = match &action {
+            Action::Answer { text, .. }
+            | Action::AskFor { text, .. }
+            | Action::Clarify { text, .. }
+            | Action::Closed { text } => Some(text.clone()),
+            Action::Handoff { reply, .. } => Some(reply.clone()),
+            Action::Silent => None,
+        };
+        if let Some(text) = said {
+            conv.turns.push(Turn {
+                speaker: Speaker::Bot,
+                text,
+                at: ctx.now,
+            });
+        }
+        if matches!(action, Action::Handoff { .. }) && conv.owner == Owner::Bot {
+            conv.owner = Owner::Queued;
+        }
+        if let Action::Answer {
+            notify_human: true, ..
+        } = action
+        {
+            trace.rule.push_str("+notify_human");
+        }
+        trace.slots = conv.slots.clone();
+        trace.unhelpful = conv.unhelpful;
+        Decision { action, trace }
+    }
+}
+
+fn clarify_text(lang: Lang) -> String {
+    match lang {
+        Lang::Zh => "亲，您想问的是哪一个呢？".into(),
+        Lang::En => "Which of these do you mean?".into(),
+    }
+}
+
+/// The caring reply for life-care, with a crisis line, and the plain handoff replies.
+fn handoff(reason: Reason, lang: Lang) -> Action {
+    let reply = match (reason, lang) {
+        (Reason::LifeCare | Reason::DangerousMedicine, Lang::Zh) => {
+            "亲，看到你这么说，我很担心你。你现在安全吗？我马上请专门的同事来陪你聊聊。\
+             如果你觉得撑不住了，请拨打全国心理援助热线 12356（24小时），紧急情况请拨打 120 或 110。\
+             你并不孤单，我们都在。"
+        }
+        (Reason::LifeCare | Reason::DangerousMedicine, Lang::En) => {
+            "I'm really worried about what you said. Are you safe right now? I'm bringing in a person \
+             from our care team to talk with you. If you are in danger, please call your local \
+             emergency number now; in the US you can call or text 988, the Suicide & Crisis \
+             Lifeline. You are not alone."
+        }
+        (Reason::Elderly, Lang::Zh) => "您别着急，我请人工客服一步一步帮您操作，请稍等一下～",
+        (Reason::Elderly, Lang::En) => "No rush. I'm asking a person to walk you through it step by step.",
+        (Reason::Dispute, Lang::Zh) => "非常抱歉给您带来不好的体验，我马上为您转接专员处理，请稍等。",
+        (Reason::Dispute, Lang::En) => "I'm sorry about this. A specialist will take over right away.",
+        (_, Lang::Zh) => "好的，正在为您转接人工客服，请稍等～",
+        (_, Lang::En) => "Sure, connecting you with a person now.",
+    };
+    Action::Handoff {
+        reason,
+        priority: reason.priority(),
+        queue: reason.queue().to_string(),
+        reply: reply.to_string(),
+    }
+}
+
+/// A stable number in 0..1 for a conversation id (FNV-1a), for ratio reception.
+fn share(id: &str) -> f32 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % 10_000) as f32 / 10_000.0
+}

@@ -1,0 +1,189 @@
+//! What operators tune per shop: thresholds, risk switches, reception mode and business hours,
+//! with platform defaults, read from one typed TOML file (`honeydesk.toml`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset, NaiveTime, Timelike};
+use serde::{Deserialize, Serialize};
+
+use super::DialogError;
+use crate::risk::RiskSwitches;
+
+/// How a shop receives shoppers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Reception {
+    /// The bot answers; humans take what it hands off.
+    #[default]
+    BotFirst,
+    /// Humans answer when one is online; the bot covers when none is.
+    HumanFirst,
+    /// This share of new conversations (0..=1) goes to humans, the rest to the bot.
+    Ratio { human_share: f32 },
+}
+
+/// Opening hours in the shop's time, and what the bot says outside them instead of handing off.
+/// Life-care is handed off at any hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHours {
+    /// `09:00`
+    pub open: String,
+    /// `22:00`
+    pub close: String,
+    pub closed_message_zh: String,
+    pub closed_message_en: String,
+}
+
+impl BusinessHours {
+    fn parse(t: &str) -> Option<NaiveTime> {
+        NaiveTime::parse_from_str(t, "%H:%M").ok()
+    }
+
+    /// Whether `now` is inside opening hours (a window past midnight, 20:00–02:00, works).
+    pub fn is_open(&self, now: DateTime<FixedOffset>) -> bool {
+        let (Some(open), Some(close)) = (Self::parse(&self.open), Self::parse(&self.close)) else {
+            return true;
+        };
+        let t = NaiveTime::from_hms_opt(now.hour(), now.minute(), 0).expect("valid time");
+        if open <= close {
+            open <= t && t < close
+        } else {
+            t >= open || t < close
+        }
+    }
+}
+
+/// One shop's settings, complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Lowest calibrated intent probability the bot acts on.
+    pub intent_threshold: f32,
+    /// The best candidate must beat the runner-up by this much, or the bot asks which one.
+    pub ambiguity_gap: f32,
+    /// Lowest FAQ retrieval score (0..=1) the bot answers with.
+    pub faq_threshold: f32,
+    /// Unhelpful bot turns in a row (fallbacks, "没用") before a handoff.
+    pub unhelpful_limit: u32,
+    pub risk: RiskSwitches,
+    pub reception: Reception,
+    pub hours: Option<BusinessHours>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            intent_threshold: 0.45,
+            ambiguity_gap: 0.1,
+            faq_threshold: 0.45,
+            unhelpful_limit: 2,
+            risk: RiskSwitches::default(),
+            reception: Reception::default(),
+            hours: None,
+        }
+    }
+}
+
+/// A shop's overrides: every field optional, unset ones fall back to the platform default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyOverride {
+    pub intent_threshold: Option<f32>,
+    pub ambiguity_gap: Option<f32>,
+    pub faq_threshold: Option<f32>,
+    pub unhelpful_limit: Option<u32>,
+    pub risk: Option<RiskSwitches>,
+    pub reception: Option<Reception>,
+    pub hours: Option<BusinessHours>,
+}
+
+/// `honeydesk.toml`: platform defaults and per-shop overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialogConfig {
+    pub defaults: Policy,
+    pub shops: HashMap<String, PolicyOverride>,
+}
+
+impl DialogConfig {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<DialogConfig, DialogError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DialogError::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|reason| DialogError::Config {
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<DialogConfig, String> {
+        let config: DialogConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let check = |who: &str, p: &Policy| -> Result<(), String> {
+            for (name, v) in [
+                ("intent_threshold", p.intent_threshold),
+                ("ambiguity_gap", p.ambiguity_gap),
+                ("faq_threshold", p.faq_threshold),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!("{who}: {name} must be between 0 and 1, got {v}"));
+                }
+            }
+            if let Reception::Ratio { human_share } = p.reception {
+                if !(0.0..=1.0).contains(&human_share) {
+                    return Err(format!("{who}: human_share must be between 0 and 1"));
+                }
+            }
+            if let Some(h) = &p.hours {
+                if BusinessHours::parse(&h.open).is_none()
+                    || BusinessHours::parse(&h.close).is_none()
+                {
+                    return Err(format!("{who}: hours must look like 09:00"));
+                }
+            }
+            Ok(())
+        };
+        check("defaults", &self.defaults)?;
+        for shop in self.shops.keys() {
+            check(&format!("shops.{shop}"), &self.policy(shop))?;
+        }
+        Ok(())
+    }
+
+    /// The complete policy in force for `shop`.
+    pub fn policy(&self, shop: &str) -> Policy {
+        let mut p = self.defaults.clone();
+        if let Some(o) = self.shops.get(shop) {
+            if let Some(v) = o.intent_threshold {
+                p.intent_threshold = v;
+            }
+            if let Some(v) = o.ambiguity_gap {
+                p.ambiguity_gap = v;
+            }
+            if let Some(v) = o.faq_threshold {
+                p.faq_threshold = v;
+            }
+            if let Some(v) = o.unhelpful_limit {
+                p.unhelpful_limit = v;
+            }
+            if let Some(v) = o.risk {
+                p.risk = v;
+            }
+            if let Some(v) = o.reception {
+                p.reception = v;
+            }
+            if o.hours.is_some() {
+                p.hours = o.hours.clone();
+            }
+        }
+        p
+    }
+}
