@@ -18,6 +18,7 @@
 pub mod config;
 pub mod dialog;
 pub mod eval;
+pub mod handoff;
 pub mod knowledge;
 pub mod nlu;
 pub mod risk;

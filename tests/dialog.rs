@@ -353,3 +353,47 @@ fn every_bundled_intent_has_a_default_response_in_both_languages() {
         }
     }
 }
+
+#[test]
+fn a_handed_off_chat_reaches_an_agent_with_everything_the_shopper_said() {
+    use honeydesk::handoff::{Agent, HandoffStore, MemoryHandoff, Ticket};
+    let e = &fixture().engine;
+    let h = MemoryHandoff::new();
+    let now = ctx("2026-11-25 10:00").now;
+    let mut conv = Conversation::new("e2e", "demo");
+    let d = e
+        .respond(
+            &mut conv,
+            "我要投诉，再不处理就打12315",
+            &ctx("2026-11-25 10:00"),
+        )
+        .unwrap();
+    let t = Ticket::from_decision(&conv, &d, now).expect("a dispute is handed off");
+    assert_eq!((t.reason, t.queue.as_str()), (Reason::Dispute, "disputes"));
+    assert!(t
+        .evidence
+        .risk
+        .iter()
+        .any(|r| r.evidence.iter().any(|w| w.contains("12315"))));
+    h.enqueue(t, now);
+    for m in ["人呢", "订单号4089123456789012345"] {
+        assert_eq!(say(e, &mut conv, m), Action::Silent);
+    }
+    h.save(&conv);
+    h.add_agent(Agent::new("zoe", &["disputes"], 1));
+    let a = h.assign(now);
+    let said: Vec<&str> = a[0]
+        .transcript
+        .iter()
+        .filter(|t| t.speaker == honeydesk::dialog::Speaker::Shopper)
+        .map(|t| t.text.as_str())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "我要投诉，再不处理就打12315",
+            "人呢",
+            "订单号4089123456789012345"
+        ]
+    );
+}

@@ -2,6 +2,7 @@
 
 mod common;
 mod dialog;
+mod handoff;
 mod intent;
 mod knowledge;
 mod risk;
