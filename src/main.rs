@@ -110,6 +110,21 @@ enum Command {
         #[command(subcommand)]
         command: cli::risk::RiskCommand,
     },
+    /// Talk to the bot from the terminal: one shopper message per line, the decision and its
+    /// evidence printed for each (no human queue; handoffs are shown, not routed).
+    Chat {
+        #[arg(long, default_value = DEMO_SHOP)]
+        shop: String,
+        #[arg(long, default_value = "honeydesk.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = BUNDLED_MODEL)]
+        model: PathBuf,
+        #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
+        data_dir: PathBuf,
+        /// Print each decision as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the bundled demo shop (trains the bundled intent model first if it is missing).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -223,6 +238,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Datasets { name, out, src } => write_dataset(name, &out, src),
         Command::Faq { data_dir, command } => cli::faq::run(command, &data_dir),
         Command::Risk { command } => cli::risk::run(command),
+        Command::Chat {
+            shop,
+            config,
+            model,
+            data_dir,
+            json,
+        } => chat(&shop, &config, &model, &data_dir, json),
         Command::Serve {
             listen,
             model,
@@ -238,6 +260,64 @@ fn run(cli: Cli) -> Result<()> {
             serve(config)
         }
     }
+}
+
+fn chat(shop: &str, config: &Path, model: &Path, data_dir: &Path, json: bool) -> Result<()> {
+    use honeydesk::dialog::{Action, Context, Conversation, DialogConfig, Engine};
+    use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
+    use std::io::BufRead;
+    let config = DialogConfig::load(config)?;
+    let knowledge = Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
+    if shop == DEMO_SHOP && !knowledge.has_shop(DEMO_SHOP) {
+        knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
+    }
+    let intents = load_model(model, "cpu")?;
+    let life_care = LifeCareModel::load(Path::new(LIFE_CARE_MODEL))
+        .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
+    let engine = Engine::new(
+        Arc::new(intents),
+        Arc::new(knowledge),
+        Some(Arc::new(life_care)),
+        config,
+    );
+    let mut conv = Conversation::new("terminal", shop);
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ctx = Context {
+            now: honeydesk::knowledge::now(),
+            agents_available: 1,
+        };
+        let d = engine.respond(&mut conv, &line, &ctx)?;
+        if json {
+            println!("{}", serde_json::to_string(&d)?);
+            continue;
+        }
+        match &d.action {
+            Action::Answer { text, buttons, .. } => {
+                println!("bot: {text}");
+                if !buttons.is_empty() {
+                    println!("     [{}]", buttons.join("] ["));
+                }
+            }
+            Action::AskFor { text, .. } | Action::Closed { text } => println!("bot: {text}"),
+            Action::Clarify { text, choices } => {
+                let labels: Vec<&str> = choices.iter().map(|c| c.label.as_str()).collect();
+                println!("bot: {text}\n     [{}]", labels.join("] ["));
+            }
+            Action::Handoff {
+                reason,
+                queue,
+                reply,
+                ..
+            } => println!("bot: {reply}\n     (handed off: {reason:?} -> queue {queue})"),
+            Action::Silent => println!("     (a human owns this chat; the bot stays silent)"),
+        }
+        println!("     rule {}", d.trace.rule);
+    }
+    Ok(())
 }
 
 fn load_model(dir: &Path, device: &str) -> Result<IntentModel> {

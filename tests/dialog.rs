@@ -212,12 +212,22 @@ fn an_intent_without_an_faq_entry_asks_for_what_it_needs() {
         }
         other => panic!("{other:?}"),
     }
-    match say(e, &mut conv, "4089123456789012345") {
-        Action::Answer { source, .. } => {
-            assert_eq!(source, Source::Intent("where_is_my_parcel".into()))
+    // This shop has no order system for the bot to ask, so a person looks it up, with the
+    // order number already in the conversation.
+    let d = e
+        .respond(&mut conv, "4089123456789012345", &ctx("2026-11-25 10:00"))
+        .unwrap();
+    match &d.action {
+        Action::Handoff { reason, reply, .. } => {
+            assert_eq!(*reason, Reason::ActionFailed);
+            assert!(
+                reply.contains("人工"),
+                "the conversation's language is kept: {reply}"
+            );
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(d.trace.slots["order_number"], "4089123456789012345");
     assert_eq!(conv.slots["order_number"], "4089123456789012345");
 }
 
@@ -396,4 +406,104 @@ fn a_handed_off_chat_reaches_an_agent_with_everything_the_shopper_said() {
             "订单号4089123456789012345"
         ]
     );
+}
+
+/// A merchant's order system on a loopback port: `/status` answers from the order number,
+/// `/slow` never answers in time, `/broken` fails.
+fn merchant_system() -> std::net::SocketAddr {
+    use axum::routing::post;
+    use axum::Json;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/status",
+                    post(
+                        |Json(req): Json<honeydesk::dialog::action::ActionRequest>| async move {
+                            let order = req.slots.get("order_number").cloned().unwrap_or_default();
+                            Json(serde_json::json!({
+                                "text": format!("订单{order}已到达杭州转运中心，预计明天送达"),
+                                "buttons": ["查看物流详情"]
+                            }))
+                        },
+                    ),
+                )
+                .route(
+                    "/slow",
+                    post(|| async {
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        "late"
+                    }),
+                )
+                .route(
+                    "/broken",
+                    post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "db down") }),
+                );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr
+}
+
+#[test]
+fn merchant_actions_answer_and_their_failures_hand_off() {
+    let addr = merchant_system();
+    let config = |path: &str| {
+        DialogConfig::parse(&format!(
+            "[shops.shop1]\naction_timeout_ms = 500\n[shops.shop1.actions]\norder_status = \"http://{addr}{path}\"\n"
+        ))
+        .unwrap()
+    };
+    let e = engine_with(config("/status"));
+    let mut conv = Conversation::new("w1", "shop1");
+    assert!(matches!(
+        say(&e, &mut conv, "我的快递到哪了"),
+        Action::AskFor { .. }
+    ));
+    let d = e
+        .respond(
+            &mut conv,
+            "订单号是4089123456789012345",
+            &ctx("2026-11-25 10:00"),
+        )
+        .unwrap();
+    match &d.action {
+        Action::Answer {
+            text,
+            buttons,
+            source,
+            ..
+        } => {
+            assert!(text.contains("4089123456789012345"), "{text}");
+            assert_eq!(buttons, &["查看物流详情"]);
+            assert_eq!(source, &Source::Action("order_status".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    for path in ["/slow", "/broken"] {
+        e.set_config(config(path));
+        let mut conv = Conversation::new(format!("w{path}"), "shop1");
+        let d = e
+            .respond(
+                &mut conv,
+                "4089123456789012345 这个单到哪了",
+                &ctx("2026-11-25 10:00"),
+            )
+            .unwrap();
+        match &d.action {
+            Action::Handoff { reason, .. } => assert_eq!(*reason, Reason::ActionFailed, "{path}"),
+            other => panic!("{path}: {other:?}"),
+        }
+        assert!(
+            d.trace.rule.starts_with("action.failed"),
+            "{}",
+            d.trace.rule
+        );
+    }
 }

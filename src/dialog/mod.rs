@@ -9,6 +9,7 @@
 //! merchant's own answer beats a platform default; then the intent's default response; then a
 //! fallback that counts as unhelpful, so two of them in a row reach a human.
 
+pub mod action;
 pub mod extract;
 pub mod policy;
 pub mod responses;
@@ -130,6 +131,8 @@ pub struct Choice {
 pub enum Source {
     Faq(String),
     Intent(String),
+    /// The merchant's webhook, by action name.
+    Action(String),
 }
 
 /// What the bot does with a message.
@@ -229,6 +232,9 @@ pub struct Conversation {
     pub owner: Owner,
     /// An intent waiting for a value the shopper has not given yet.
     pub pending: Option<String>,
+    /// Why the last merchant action failed, for the trace (taken by the next decision).
+    #[serde(skip)]
+    pub action_error: Option<String>,
 }
 
 impl Conversation {
@@ -241,6 +247,7 @@ impl Conversation {
             unhelpful: 0,
             owner: Owner::Bot,
             pending: None,
+            action_error: None,
         }
     }
 
@@ -342,7 +349,16 @@ impl Engine {
         for (slot, value) in extract::extract(&normalized) {
             conv.slots.insert(slot.to_string(), value);
         }
-        let lang = Lang::of(message);
+        // A message with no words (an order number alone) keeps the conversation's language.
+        let lang = if message.chars().any(|c| c.is_alphabetic()) {
+            Lang::of(message)
+        } else {
+            history
+                .iter()
+                .rev()
+                .find(|m| m.chars().any(|c| c.is_alphabetic()))
+                .map_or(Lang::Zh, |m| Lang::of(m))
+        };
         let mut trace = Trace {
             rule: String::new(),
             risk: Vec::new(),
@@ -411,7 +427,7 @@ impl Engine {
 
         // 4. A value an earlier intent was waiting for.
         if let Some(intent) = conv.pending.clone() {
-            if let Some(action) = self.intent_reply(conv, &intent, lang) {
+            if let Some(action) = self.intent_reply(conv, &intent, lang, &policy, message) {
                 if !matches!(action, Action::AskFor { .. }) {
                     conv.pending = None;
                     trace.rule = "intent.pending_value".into();
@@ -485,7 +501,7 @@ impl Engine {
             if *p >= policy.intent_threshold {
                 let runner_up = ranked.get(1).map_or(0.0, |r| r.1);
                 if p - runner_up >= policy.ambiguity_gap {
-                    if let Some(action) = self.intent_reply(conv, intent, lang) {
+                    if let Some(action) = self.intent_reply(conv, intent, lang, &policy, message) {
                         trace.rule = "intent.confident".into();
                         conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
                         return Ok(self.finish(conv, action, trace, ctx));
@@ -541,23 +557,81 @@ impl Engine {
         Ok(self.finish(conv, action, trace, ctx))
     }
 
-    /// The default response of `intent`, asking first for a value it needs.
-    fn intent_reply(&self, conv: &mut Conversation, intent: &str, lang: Lang) -> Option<Action> {
+    /// The response of `intent`: ask first for a value it needs; then the merchant's action if
+    /// the shop has one, else the platform default. A failed action hands off.
+    fn intent_reply(
+        &self,
+        conv: &mut Conversation,
+        intent: &str,
+        lang: Lang,
+        policy: &Policy,
+        message: &str,
+    ) -> Option<Action> {
         let response = self.responses.get(intent)?;
         if let Some(missing) = response.needs.iter().find(|n| !conv.slots.contains_key(*n)) {
             conv.pending = Some(intent.to_string());
-            let text = match (missing.as_str(), lang) {
-                ("order_number", Lang::Zh) => format!("{}（请提供订单号）", response.zh),
-                ("order_number", Lang::En) => {
-                    format!("{} (please send your order number)", response.en)
-                }
-                (slot, Lang::Zh) => format!("{}（请提供{slot}）", response.zh),
-                (slot, Lang::En) => format!("{} (please send your {slot})", response.en),
+            let base = response.text(lang);
+            let (ask, mentioned) = match (missing.as_str(), lang) {
+                ("order_number", Lang::Zh) => ("（请提供订单号）".to_string(), "订单号"),
+                ("order_number", Lang::En) => (
+                    " (please send your order number)".to_string(),
+                    "order number",
+                ),
+                (slot, Lang::Zh) => (format!("（请提供{slot}）"), slot),
+                (slot, Lang::En) => (format!(" (please send your {slot})"), slot),
+            };
+            // The default responses usually ask already; only add the ask when they do not.
+            let text = if base.contains(mentioned) {
+                base.to_string()
+            } else {
+                format!("{base}{ask}")
             };
             return Some(Action::AskFor {
                 slot: missing.clone(),
                 text,
             });
+        }
+        if let Some((name, url)) = response
+            .action
+            .as_ref()
+            .and_then(|a| policy.actions.get(a).map(|url| (a, url)))
+        {
+            let request = action::ActionRequest {
+                action: name.clone(),
+                shop: conv.shop.clone(),
+                conversation: conv.id.clone(),
+                intent: intent.to_string(),
+                lang: match lang {
+                    Lang::Zh => "zh".into(),
+                    Lang::En => "en".into(),
+                },
+                message: message.to_string(),
+                slots: conv.slots.clone(),
+            };
+            let timeout = std::time::Duration::from_millis(policy.action_timeout_ms);
+            return Some(match action::call(url, timeout, &request) {
+                Ok(reply) => Action::Answer {
+                    text: reply.text,
+                    buttons: reply.buttons,
+                    link: reply.link,
+                    source: Source::Action(name.clone()),
+                    notify_human: false,
+                },
+                Err(why) => {
+                    tracing::warn!(shop = %conv.shop, "{why}");
+                    conv.action_error = Some(why);
+                    handoff(Reason::ActionFailed, lang)
+                }
+            });
+        }
+        if !response.needs.is_empty() {
+            // The values are known but this shop has no system for the bot to ask: a person
+            // looks it up, with the values already collected.
+            conv.action_error = Some(format!(
+                "no webhook for '{}' in this shop",
+                response.action.as_deref().unwrap_or(intent)
+            ));
+            return Some(handoff(Reason::ActionFailed, lang));
         }
         Some(Action::Answer {
             text: response.text(lang).to_string(),
@@ -620,6 +694,9 @@ impl Engine {
         } = action
         {
             trace.rule.push_str("+notify_human");
+        }
+        if let Some(why) = conv.action_error.take() {
+            trace.rule = format!("action.failed: {why}");
         }
         trace.slots = conv.slots.clone();
         trace.unhelpful = conv.unhelpful;

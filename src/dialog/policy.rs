@@ -1,7 +1,7 @@
 //! What operators tune per shop: thresholds, risk switches, reception mode and business hours,
 //! with platform defaults, read from one typed TOML file (`honeydesk.toml`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset, NaiveTime, Timelike};
@@ -70,6 +70,10 @@ pub struct Policy {
     pub risk: RiskSwitches,
     pub reception: Reception,
     pub hours: Option<BusinessHours>,
+    /// Merchant webhooks by action name (`order_status = "https://erp.example.com/hd/status"`).
+    pub actions: BTreeMap<String, String>,
+    /// How long a webhook may take before the chat goes to a human instead.
+    pub action_timeout_ms: u64,
 }
 
 impl Default for Policy {
@@ -82,6 +86,8 @@ impl Default for Policy {
             risk: RiskSwitches::default(),
             reception: Reception::default(),
             hours: None,
+            actions: BTreeMap::new(),
+            action_timeout_ms: 3000,
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct PolicyOverride {
     pub risk: Option<RiskSwitches>,
     pub reception: Option<Reception>,
     pub hours: Option<BusinessHours>,
+    pub actions: Option<BTreeMap<String, String>>,
+    pub action_timeout_ms: Option<u64>,
 }
 
 /// `honeydesk.toml`: platform defaults and per-shop overrides.
@@ -142,6 +150,13 @@ impl DialogConfig {
                     return Err(format!("{who}: human_share must be between 0 and 1"));
                 }
             }
+            for (name, url) in &p.actions {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!(
+                        "{who}: action '{name}' needs an http(s) URL, got '{url}'"
+                    ));
+                }
+            }
             if let Some(h) = &p.hours {
                 if BusinessHours::parse(&h.open).is_none()
                     || BusinessHours::parse(&h.close).is_none()
@@ -182,6 +197,12 @@ impl DialogConfig {
             }
             if o.hours.is_some() {
                 p.hours = o.hours.clone();
+            }
+            if let Some(a) = &o.actions {
+                p.actions.extend(a.clone());
+            }
+            if let Some(v) = o.action_timeout_ms {
+                p.action_timeout_ms = v;
             }
         }
         p
