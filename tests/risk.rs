@@ -133,6 +133,14 @@ fn elderly_shoppers_are_noticed() {
     assert!(fires(RiskKind::Elderly, "I'm 80 and not good with phones"));
     // Confusion alone is any shopper; after an earlier sign of age it counts.
     assert!(!fires(RiskKind::Elderly, "尺码表看不懂"));
+    assert!(!fires(
+        RiskKind::Elderly,
+        "I don't understand the size chart"
+    ));
+    assert!(!fires(
+        RiskKind::Elderly,
+        "is this jacket good for an old man, it's for my dad"
+    ));
     assert!(kinds("看不懂，按哪里", &["我眼睛不好，字太小"]).contains(&RiskKind::Elderly));
     // The same question three times.
     let k = kinds("怎么退款", &["怎么退款", "怎么退款"]);
@@ -145,6 +153,10 @@ fn disputes_and_threats() {
     assert!(fires(RiskKind::Dispute, "再不处理我就打12315投诉你们"));
     assert!(fires(RiskKind::Dispute, "I'll contact my lawyer"));
     assert!(!fires(RiskKind::Dispute, "我不投诉，就是问问什么时候发货"));
+    assert!(!fires(
+        RiskKind::Dispute,
+        "is this a scam-proof wallet? it says RFID blocking"
+    ));
     assert!(kinds("什么破服务，退钱", &["垃圾店铺，气死我了"]).contains(&RiskKind::Dispute));
     assert!(!kinds("什么破天气，快递会晚吗", &["谢谢亲"]).contains(&RiskKind::Dispute));
 }
@@ -160,6 +172,7 @@ fn asking_for_a_human() {
         assert!(fires(RiskKind::HumanRequest, m), "{m}");
     }
     assert!(!fires(RiskKind::HumanRequest, "这件衣服是人工刺绣的吗"));
+    assert!(!fires(RiskKind::HumanRequest, "is the fur real or faux"));
 }
 
 #[test]
@@ -196,7 +209,7 @@ fn life_care_on_real_posts_and_ordinary_queries() {
     bundled.extend(honeydesk::nlu::data::load(&root.join("intents/val.jsonl")).unwrap());
     let report =
         honeydesk::eval::risk::life_care(self::bundled(), &shared, &bundled, "testdata").unwrap();
-    // The bar is 0.90; lexicon + model reach 0.857 so far (README). This floor guards it.
+    // The bar is 0.90; lexicon + model reach 0.866 so far (README). This floor guards it.
     let recall = report.sos1k_high_risk.unwrap().rate;
     assert!(recall >= 0.85, "life-care recall {recall:.3}");
     for (name, rate) in [

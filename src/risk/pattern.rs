@@ -40,7 +40,8 @@ pub fn find(text: &str, pattern: &str, from: usize) -> Option<(usize, usize)> {
 pub fn on_word_boundaries(text: &str, (start, end): (usize, usize)) -> bool {
     let before = text[..start].chars().next_back();
     let after = text[end..].chars().next();
-    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    // A hyphen joins words: "scam-proof" is not "scam".
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
     !is_word(before) && !is_word(after)
 }
 
