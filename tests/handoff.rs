@@ -21,6 +21,7 @@ fn trace() -> Trace {
         policy: Default::default(),
         slots: Default::default(),
         unhelpful: 0,
+        intent_in_scope: false,
     }
 }
 

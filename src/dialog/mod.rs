@@ -185,6 +185,9 @@ pub struct Trace {
     pub policy: Policy,
     pub slots: BTreeMap<String, String>,
     pub unhelpful: u32,
+    /// Whether the intent model's own verdict was in scope (its `oos` class and threshold).
+    #[serde(default)]
+    pub intent_in_scope: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +370,7 @@ impl Engine {
             policy: policy.clone(),
             slots: conv.slots.clone(),
             unhelpful: conv.unhelpful,
+            intent_in_scope: false,
         };
 
         // A human owns it: the message is in the transcript; the bot says nothing, unless it is
@@ -459,18 +463,13 @@ impl Engine {
             })
             .collect();
 
-        // The runner-up counts whatever its score: two entries that match almost equally well
-        // are a question to ask, even when only one of them clears the threshold.
-        if let Some(best) = hits.first().filter(|h| h.score >= policy.faq_threshold) {
-            let close: Vec<_> = hits
-                .iter()
-                .skip(1)
-                .filter(|h| best.score - h.score < policy.ambiguity_gap)
-                .collect();
-            if close.is_empty() {
+        trace.intent_in_scope = prediction.intent.is_some();
+        let faq_scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+        match choose(&policy, &faq_scores, &trace.intents, trace.intent_in_scope) {
+            Choose::Faq(i) => {
                 trace.rule = "faq.confident".into();
                 conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
-                let entry = &best.entry;
+                let entry = &hits[i].entry;
                 let action = Action::Answer {
                     text: entry.answer.text.clone(),
                     buttons: entry.answer.buttons.clone(),
@@ -480,50 +479,47 @@ impl Engine {
                 };
                 return Ok(self.finish(conv, action, trace, ctx));
             }
-            trace.rule = "faq.ambiguous".into();
-            let choices = std::iter::once(best)
-                .chain(close)
-                .take(3)
-                .map(|h| Choice {
-                    label: h.entry.question.clone(),
-                    value: h.entry.id.clone(),
-                })
-                .collect();
-            let action = Action::Clarify {
-                text: clarify_text(lang),
-                choices,
-            };
-            return Ok(self.finish(conv, action, trace, ctx));
-        }
-
-        let ranked = &trace.intents;
-        if let Some((intent, p)) = ranked.first().filter(|_| prediction.intent.is_some()) {
-            if *p >= policy.intent_threshold {
-                let runner_up = ranked.get(1).map_or(0.0, |r| r.1);
-                if p - runner_up >= policy.ambiguity_gap {
-                    if let Some(action) = self.intent_reply(conv, intent, lang, &policy, message) {
+            Choose::FaqClarify(close) => {
+                trace.rule = "faq.ambiguous".into();
+                let choices = close
+                    .iter()
+                    .map(|&i| Choice {
+                        label: hits[i].entry.question.clone(),
+                        value: hits[i].entry.id.clone(),
+                    })
+                    .collect();
+                let action = Action::Clarify {
+                    text: clarify_text(lang),
+                    choices,
+                };
+                return Ok(self.finish(conv, action, trace, ctx));
+            }
+            Choose::Intent(i) => {
+                let intent = trace.intents[i].0.clone();
+                if let Some(action) = self.intent_reply(conv, &intent, lang, &policy, message) {
+                    if trace.rule.is_empty() {
                         trace.rule = "intent.confident".into();
-                        conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
-                        return Ok(self.finish(conv, action, trace, ctx));
                     }
-                } else {
-                    trace.rule = "intent.ambiguous".into();
-                    let choices = ranked
-                        .iter()
-                        .filter(|(_, q)| p - q < policy.ambiguity_gap)
-                        .take(3)
-                        .map(|(l, _)| Choice {
-                            label: responses::intent_name(l, lang),
-                            value: l.clone(),
-                        })
-                        .collect();
-                    let action = Action::Clarify {
-                        text: clarify_text(lang),
-                        choices,
-                    };
+                    conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
                     return Ok(self.finish(conv, action, trace, ctx));
                 }
             }
+            Choose::IntentClarify(close) => {
+                trace.rule = "intent.ambiguous".into();
+                let choices = close
+                    .iter()
+                    .map(|&i| Choice {
+                        label: responses::intent_name(&trace.intents[i].0, lang),
+                        value: trace.intents[i].0.clone(),
+                    })
+                    .collect();
+                let action = Action::Clarify {
+                    text: clarify_text(lang),
+                    choices,
+                };
+                return Ok(self.finish(conv, action, trace, ctx));
+            }
+            Choose::Nothing => {}
         }
 
         // 6. Nothing confident: a fallback, which counts as unhelpful.
@@ -702,6 +698,52 @@ impl Engine {
         trace.unhelpful = conv.unhelpful;
         Decision { action, trace }
     }
+}
+
+/// The confidence part of a decision, on scores alone. `respond` uses it, and so does the eval
+/// sweep, which re-runs it on recorded scores for every threshold setting it tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choose {
+    /// Answer with this FAQ candidate.
+    Faq(usize),
+    /// Ask which of these FAQ candidates (2 or 3) is meant.
+    FaqClarify(Vec<usize>),
+    /// Use this intent's response.
+    Intent(usize),
+    /// Ask which of these intents is meant.
+    IntentClarify(Vec<usize>),
+    /// Nothing confident.
+    Nothing,
+}
+
+/// Choose on scores. `faq` holds the FAQ candidates' scores, best first; `intents` the top
+/// in-scope intents, best first; `in_scope` whether the model's verdict was in scope at all.
+///
+/// The FAQ comes first because a merchant's own answer beats a platform default. The runner-up
+/// counts whatever its score: two entries that match almost equally well are a question to ask,
+/// even when only one of them clears the threshold.
+pub fn choose(policy: &Policy, faq: &[f32], intents: &[(String, f32)], in_scope: bool) -> Choose {
+    if let Some(&best) = faq.first().filter(|s| **s >= policy.faq_threshold) {
+        let close: Vec<usize> = (1..faq.len())
+            .filter(|&i| best - faq[i] < policy.ambiguity_gap)
+            .collect();
+        if close.is_empty() {
+            return Choose::Faq(0);
+        }
+        return Choose::FaqClarify(std::iter::once(0).chain(close).take(3).collect());
+    }
+    if let Some((_, p)) = intents.first().filter(|_| in_scope) {
+        if *p >= policy.intent_threshold {
+            let close: Vec<usize> = (1..intents.len())
+                .filter(|&i| p - intents[i].1 < policy.ambiguity_gap)
+                .collect();
+            if close.is_empty() {
+                return Choose::Intent(0);
+            }
+            return Choose::IntentClarify(std::iter::once(0).chain(close).take(3).collect());
+        }
+    }
+    Choose::Nothing
 }
 
 fn clarify_text(lang: Lang) -> String {
