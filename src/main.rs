@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod cli;
 
 use honeydesk::config::{Config, BUNDLED_MODEL, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_FAQ, DEMO_SHOP};
-use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
+use honeydesk::eval::intent::{IntentMetrics, Scored};
 use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::nlu::{self, data, datasets, train::EpochReport, IntentModel, TrainConfig};
 
@@ -71,10 +71,12 @@ enum Command {
         #[arg(required = true)]
         text: Vec<String>,
     },
-    /// Evaluate a model on labelled data, or cross-validate training on it (--folds).
+    /// Replay labelled logs through the engine and measure (or cross-validate intent training).
     Eval {
         #[arg(long, default_value = BUNDLED_MODEL)]
         model: PathBuf,
+        /// Labelled log: JSONL (or .csv) with text and any of conversation, shop, intent, faq,
+        /// expected, risk.
         #[arg(long)]
         data: PathBuf,
         #[arg(long)]
@@ -86,6 +88,58 @@ enum Command {
         seed: u64,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// A shop in the data directory (default: the demo shop from knowledge/demo.csv).
+        #[arg(long, conflicts_with = "faq")]
+        shop: Option<String>,
+        /// A FAQ file to answer from instead of a stored shop.
+        #[arg(long)]
+        faq: Option<PathBuf>,
+        /// Dialogue settings (default: ./honeydesk.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
+        data_dir: PathBuf,
+        /// Count and skip bad lines instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
+        /// Vary the thresholds and gap over a grid: automation against answer error.
+        #[arg(long)]
+        sweep: bool,
+        /// The answer error rate the sweep's recommendation may not exceed.
+        #[arg(long, default_value_t = 0.05)]
+        target_error: f64,
+        /// Write a self-contained HTML report into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Evaluate as of this time (FAQ validity windows), default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Sweep the thresholds on labelled logs and recommend (with --apply, write) the shop's setting
+    /// with the most automation at or under the target answer error rate.
+    Tune {
+        #[arg(long, default_value = DEMO_SHOP)]
+        shop: String,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 0.05)]
+        target_error: f64,
+        #[arg(long, default_value = "honeydesk.toml")]
+        config: PathBuf,
+        /// Write the recommended thresholds into the shop's section of --config.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, default_value = BUNDLED_MODEL)]
+        model: PathBuf,
+        /// Answer from this FAQ file instead of the stored shop.
+        #[arg(long)]
+        faq: Option<PathBuf>,
+        #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Write a public data set from ../shared/data as JSONL files (train/val/test).
     Datasets {
@@ -225,17 +279,69 @@ fn run(cli: Cli) -> Result<()> {
             folds,
             seed,
             device,
-        } => {
-            let examples = data::load(&data)?;
-            match folds {
-                Some(k) => cross_validate(&examples, k, seed, &device, json),
-                None => {
-                    let model = load_model(&model, &device)?;
-                    evaluate(&model, &examples, json)
-                }
+            shop,
+            faq,
+            config,
+            data_dir,
+            skip_bad,
+            sweep,
+            target_error,
+            report,
+            at,
+        } => match folds {
+            Some(k) => {
+                let (turns, _) = honeydesk::eval::replay::load(&data, skip_bad)?;
+                let examples: Vec<data::Example> = turns
+                    .into_iter()
+                    .map(|t| data::Example::new(t.text, t.intent.as_deref()))
+                    .collect();
+                cross_validate(&examples, k, seed, &device, json)
             }
-        }
+            None => cli::eval::run(cli::eval::EvalArgs {
+                data,
+                model: load_model(&model, &device)?,
+                shop,
+                faq,
+                config,
+                data_dir,
+                json,
+                skip_bad,
+                sweep,
+                target_error,
+                report,
+                at,
+            }),
+        },
         Command::Datasets { name, out, src } => write_dataset(name, &out, src),
+        Command::Tune {
+            shop,
+            data,
+            target_error,
+            config,
+            apply,
+            model,
+            faq,
+            data_dir,
+            at,
+            json,
+        } => cli::eval::tune(
+            cli::eval::EvalArgs {
+                data,
+                model: load_model(&model, "cpu")?,
+                shop: Some(shop),
+                faq,
+                config: Some(config.clone()),
+                data_dir,
+                json,
+                skip_bad: false,
+                sweep: true,
+                target_error,
+                report: None,
+                at,
+            },
+            &config,
+            apply,
+        ),
         Command::Faq { data_dir, command } => cli::faq::run(command, &data_dir),
         Command::Risk { command } => cli::risk::run(command),
         Command::Chat {
@@ -363,52 +469,6 @@ fn train_to(data: &Path, val: Option<&Path>, out: &Path, cfg: &TrainConfig) -> R
     eprintln!("threshold: {}", meta.threshold_rule);
     if let Some(m) = &report.val {
         eprintln!("{}", serde_json::to_string_pretty(m)?);
-    }
-    Ok(())
-}
-
-const CURVE: [f32; 20] = [
-    0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
-    0.85, 0.9, 0.95,
-];
-
-fn evaluate(model: &IntentModel, examples: &[data::Example], json: bool) -> Result<()> {
-    let started = std::time::Instant::now();
-    let scored = Scored::from_model(model, examples)?;
-    let elapsed = started.elapsed();
-    let metrics = IntentMetrics::compute(&scored, model.meta.threshold);
-    let points = curve(&scored, &CURVE);
-    if json {
-        let out = serde_json::json!({
-            "intent": metrics,
-            "curve": points,
-            "turns": examples.len(),
-            "mean_latency_us": elapsed.as_secs_f64() * 1e6 / examples.len().max(1) as f64,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    let pct = |x: f64| format!("{:.2}%", x * 100.0);
-    let opt = |x: Option<f64>| x.map_or("n/a".to_string(), pct);
-    println!("examples            {}", metrics.examples);
-    println!("threshold           {:.3}", metrics.threshold);
-    println!("accuracy            {}", pct(metrics.accuracy));
-    println!("in-scope accuracy   {}", pct(metrics.in_scope_accuracy));
-    println!("macro F1            {:.4}", metrics.macro_f1);
-    println!("oos recall          {}", opt(metrics.oos_recall));
-    println!("oos precision       {}", opt(metrics.oos_precision));
-    println!(
-        "AUROC               {}",
-        metrics.auroc.map_or("n/a".into(), |a| format!("{a:.4}"))
-    );
-    println!("\nthreshold  in-scope acc  oos recall");
-    for p in points {
-        println!(
-            "{:>9.2}  {:>12}  {:>10}",
-            p.threshold,
-            pct(p.in_scope_accuracy),
-            opt(p.oos_recall)
-        );
     }
     Ok(())
 }

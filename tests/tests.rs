@@ -2,6 +2,7 @@
 
 mod common;
 mod dialog;
+mod eval;
 mod handoff;
 mod intent;
 mod knowledge;

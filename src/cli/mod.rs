@@ -1,4 +1,6 @@
 //! Subcommands too large to sit in `main.rs`.
 
+pub mod eval;
 pub mod faq;
+pub mod report;
 pub mod risk;

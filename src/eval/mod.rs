@@ -6,4 +6,5 @@
 
 pub mod faq;
 pub mod intent;
+pub mod replay;
 pub mod risk;

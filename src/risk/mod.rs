@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::text;
 use lexicon::{
-    Rule, CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, IDIOMS, NEGATIONS, QUANTITY, RULES,
+    Rule, CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, HUMAN_EXACT, IDIOMS, NEGATIONS,
+    QUANTITY, RULES,
 };
 
 /// What kind of risk a message carries. Ordered by priority: a life-care hit outranks all.
@@ -284,6 +285,19 @@ impl RiskDetector {
             if let Some(words) = rule_hit(rule, &current.text) {
                 push(&mut hits, rule.kind, rule.name, words);
             }
+        }
+
+        let bare = current
+            .raw
+            .trim()
+            .trim_matches(|c: char| c.is_ascii_punctuation() || c == ' ');
+        if HUMAN_EXACT.contains(&bare) && !hits.iter().any(|h| h.kind == RiskKind::HumanRequest) {
+            push(
+                &mut hits,
+                RiskKind::HumanRequest,
+                "human_request.bare",
+                vec![bare.to_string()],
+            );
         }
 
         // Indirect life-care talk: distress words adding up over this and the recent turns.

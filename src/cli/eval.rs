@@ -1,0 +1,361 @@
+//! `honeydesk eval --data LOGS`: replay labelled logs through the engine `serve` uses, and report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use honeydesk::config::{DEMO_FAQ, DEMO_SHOP};
+use honeydesk::dialog::{DialogConfig, Engine};
+use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
+use honeydesk::eval::replay::{self, ReplayMetrics, SweepPoint};
+use honeydesk::knowledge::{self, import, Analyzer, ImportMode, Knowledge, RankWeights};
+use honeydesk::nlu::{Example, IntentModel};
+use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
+
+pub struct EvalArgs {
+    pub data: PathBuf,
+    pub model: IntentModel,
+    pub shop: Option<String>,
+    pub faq: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub json: bool,
+    pub skip_bad: bool,
+    pub sweep: bool,
+    pub target_error: f64,
+    pub report: Option<PathBuf>,
+    pub at: Option<String>,
+}
+
+const CURVE: [f32; 20] = [
+    0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
+    0.85, 0.9, 0.95,
+];
+
+/// Per-intent precision, recall and F1 at the model's threshold.
+fn per_intent(scored: &[Scored], threshold: f32) -> BTreeMap<String, serde_json::Value> {
+    let mut tp: BTreeMap<String, usize> = BTreeMap::new();
+    let mut predicted: BTreeMap<String, usize> = BTreeMap::new();
+    let mut gold: BTreeMap<String, usize> = BTreeMap::new();
+    for s in scored {
+        let p = s.label_at(threshold).to_string();
+        *gold.entry(s.gold.clone()).or_default() += 1;
+        *predicted.entry(p.clone()).or_default() += 1;
+        if p == s.gold {
+            *tp.entry(p).or_default() += 1;
+        }
+    }
+    gold.iter()
+        .map(|(label, &n)| {
+            let t = tp.get(label).copied().unwrap_or(0) as f64;
+            let pred = predicted.get(label).copied().unwrap_or(0) as f64;
+            let precision = if pred > 0.0 { t / pred } else { 0.0 };
+            let recall = t / n as f64;
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            (
+                label.clone(),
+                serde_json::json!({"support": n, "precision": precision, "recall": recall, "f1": f1}),
+            )
+        })
+        .collect()
+}
+
+/// A log replayed through the engine, with what the reports need.
+pub struct Replayed {
+    pub turns: Vec<replay::LabelledTurn>,
+    pub results: Vec<replay::TurnResult>,
+    pub policy: honeydesk::dialog::Policy,
+    pub shop: String,
+    pub bad: usize,
+    pub model: Arc<IntentModel>,
+}
+
+/// Load the log, set up the shop and the engine exactly as `serve` would, and replay.
+pub fn replayed(args: EvalArgs) -> Result<Replayed> {
+    let (turns, bad) = replay::load(&args.data, args.skip_bad)?;
+    let now = match &args.at {
+        Some(at) => import::parse_time(at, false).with_context(|| format!("--at '{at}'"))?,
+        None => knowledge::now(),
+    };
+
+    // The shop: a FAQ file or the demo shop go into a scratch data directory; --shop reads the
+    // real one (the demo shop is imported there first if it is missing, as `serve` does).
+    let scratch = tempfile::tempdir()?;
+    let (knowledge, shop) = match (&args.shop, &args.faq) {
+        (Some(shop), None) => {
+            let k = Knowledge::open(&args.data_dir, Analyzer::default(), RankWeights::default());
+            if shop == DEMO_SHOP && !k.has_shop(DEMO_SHOP) {
+                k.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
+            }
+            (k, shop.clone())
+        }
+        (_, faq) => {
+            let k = Knowledge::open(scratch.path(), Analyzer::default(), RankWeights::default());
+            let file = faq.clone().unwrap_or_else(|| PathBuf::from(DEMO_FAQ));
+            let shop = args.shop.clone().unwrap_or_else(|| DEMO_SHOP.to_string());
+            k.import_file(&shop, &file, None, ImportMode::Replace)?;
+            (k, shop)
+        }
+    };
+    let config = match &args.config {
+        Some(path) => DialogConfig::load(path)?,
+        None if Path::new("honeydesk.toml").exists() => {
+            DialogConfig::load(Path::new("honeydesk.toml"))?
+        }
+        None => DialogConfig::default(),
+    };
+    let policy = config.policy(&shop);
+    let model = Arc::new(args.model);
+    let life_care = LifeCareModel::load(Path::new(LIFE_CARE_MODEL))
+        .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
+    let engine = Engine::new(
+        model.clone(),
+        Arc::new(knowledge),
+        Some(Arc::new(life_care)),
+        config,
+    );
+    let quiet = args.json;
+    let results = replay::replay(&engine, &turns, &shop, now, &mut |done, total| {
+        if !quiet {
+            eprintln!("replayed {done}/{total}");
+        }
+    })?;
+    Ok(Replayed {
+        turns,
+        results,
+        policy,
+        shop,
+        bad,
+        model,
+    })
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let (json, sweep_on, target_error, report) = (
+        args.json,
+        args.sweep,
+        args.target_error,
+        args.report.clone(),
+    );
+    let Replayed {
+        turns,
+        results,
+        policy,
+        shop,
+        bad,
+        model,
+    } = replayed(args)?;
+    let metrics = ReplayMetrics::compute(&turns, &results);
+
+    // Intent metrics on the lines labelled with an intent, from the engine's own model.
+    let examples: Vec<Example> = turns
+        .iter()
+        .filter_map(|t| {
+            t.intent
+                .as_deref()
+                .map(|i| Example::new(t.text.clone(), Some(i)))
+        })
+        .collect();
+    let scored = if examples.is_empty() {
+        Vec::new()
+    } else {
+        Scored::from_model(&model, &examples)?
+    };
+    let threshold = model.meta.threshold;
+    let intent = (!scored.is_empty()).then(|| IntentMetrics::compute(&scored, threshold));
+    let sweep: Option<Vec<SweepPoint>> = sweep_on.then(|| replay::sweep(&turns, &results, &policy));
+    let best = sweep
+        .as_ref()
+        .and_then(|s| replay::best_for(s, target_error).cloned());
+
+    let out = serde_json::json!({
+        "intent": intent,
+        "per_intent": per_intent(&scored, threshold),
+        "curve": (!scored.is_empty()).then(|| curve(&scored, &CURVE)),
+        "faq": metrics.faq,
+        "decision": metrics.decision,
+        "risk": metrics.risk,
+        "turns": metrics.turns,
+        "bad_lines": bad,
+        "mean_latency_us": metrics.mean_latency_us,
+        "shop": shop,
+        "policy": policy,
+        "sweep": sweep.as_ref().map(|s| s.iter().filter(|p| p.pareto).collect::<Vec<_>>()),
+        "best_for_target_error": best.as_ref().map(|b| serde_json::json!({"target": target_error, "setting": b})),
+    });
+    if let Some(dir) = &report {
+        super::report::write(
+            dir,
+            &out,
+            &turns,
+            &results,
+            sweep.as_deref(),
+            &scored,
+            threshold,
+        )?;
+        if !json {
+            eprintln!("report written to {}", dir.join("report.html").display());
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    print_text(&out, &metrics);
+    Ok(())
+}
+
+/// `honeydesk tune`: sweep, recommend, and with `apply` write the shop's thresholds into the
+/// config file (comments and other settings kept).
+pub fn tune(args: EvalArgs, config_path: &Path, apply: bool) -> Result<()> {
+    let target = args.target_error;
+    let json = args.json;
+    let r = replayed(args)?;
+    let now = ReplayMetrics::compute(&r.turns, &r.results);
+    let points = replay::sweep(&r.turns, &r.results, &r.policy);
+    let Some(best) = replay::best_for(&points, target) else {
+        anyhow::bail!("no setting keeps the answer error rate at or under {target}");
+    };
+    let summary = serde_json::json!({
+        "shop": r.shop,
+        "target_error": target,
+        "current": {
+            "intent_threshold": r.policy.intent_threshold,
+            "faq_threshold": r.policy.faq_threshold,
+            "ambiguity_gap": r.policy.ambiguity_gap,
+            "automation_rate": now.decision.automation_rate,
+            "answer_error_rate": now.decision.answer_error_rate,
+        },
+        "recommended": best,
+        "applied": apply,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "shop {}: now intent {:.2} / faq {:.2} / gap {:.2}: automation {:.1}%, answer error {}",
+            r.shop,
+            r.policy.intent_threshold,
+            r.policy.faq_threshold,
+            r.policy.ambiguity_gap,
+            now.decision.automation_rate * 100.0,
+            now.decision
+                .answer_error_rate
+                .map_or("n/a".into(), |e| format!("{:.1}%", e * 100.0))
+        );
+        println!(
+            "recommended for answer error <= {:.1}%: intent {:.2} / faq {:.2} / gap {:.2}: automation {:.1}%, answer error {:.1}%",
+            target * 100.0,
+            best.intent_threshold,
+            best.faq_threshold,
+            best.ambiguity_gap,
+            best.automation_rate * 100.0,
+            best.answer_error_rate * 100.0
+        );
+    }
+    if apply {
+        apply_thresholds(config_path, &r.shop, best)?;
+        if !json {
+            println!("written to [shops.{}] in {}", r.shop, config_path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Set the shop's thresholds in the TOML file, keeping everything else as written.
+pub fn apply_thresholds(path: &Path, shop: &str, p: &SweepPoint) -> Result<()> {
+    let text = if path.exists() {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        String::new()
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let shops = doc
+        .entry("shops")
+        .or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        })
+        .as_table_mut()
+        .context("`shops` is not a table")?;
+    let table = shops
+        .entry(shop)
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_mut()
+        .with_context(|| format!("`shops.{shop}` is not a table"))?;
+    let round = |x: f32| ((x as f64) * 100.0).round() / 100.0;
+    table["intent_threshold"] = toml_edit::value(round(p.intent_threshold));
+    table["faq_threshold"] = toml_edit::value(round(p.faq_threshold));
+    table["ambiguity_gap"] = toml_edit::value(round(p.ambiguity_gap));
+    let out = doc.to_string();
+    // What is written must still be a valid config.
+    DialogConfig::parse(&out).map_err(|e| anyhow::anyhow!("the tuned config is invalid: {e}"))?;
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print_text(out: &serde_json::Value, m: &ReplayMetrics) {
+    let pct = |x: Option<f64>| x.map_or("n/a".to_string(), |x| format!("{:.2}%", x * 100.0));
+    println!(
+        "turns {}  conversations {}  shop {}",
+        m.turns, m.decision.conversations, out["shop"]
+    );
+    if let Some(i) = out.get("intent").filter(|v| !v.is_null()) {
+        println!(
+            "intent      accuracy {}  in-scope {}  macro-F1 {:.4}  oos recall {}  oos precision {}",
+            pct(i["accuracy"].as_f64()),
+            pct(i["in_scope_accuracy"].as_f64()),
+            i["macro_f1"].as_f64().unwrap_or(0.0),
+            pct(i["oos_recall"].as_f64()),
+            pct(i["oos_precision"].as_f64()),
+        );
+    }
+    if let Some(f) = &m.faq {
+        println!(
+            "faq         hit@1 {}  hit@3 {}  MRR {:.4}  ({} labelled)",
+            pct(Some(f.hit_at_1)),
+            pct(Some(f.hit_at_3)),
+            f.mrr,
+            f.turns
+        );
+    }
+    let d = &m.decision;
+    println!(
+        "decision    accuracy {}  automation {}  answer error {}  resolution {}",
+        pct(d.accuracy),
+        pct(Some(d.automation_rate)),
+        pct(d.answer_error_rate),
+        pct(Some(d.resolution_rate))
+    );
+    for (want, row) in &d.confusion {
+        println!("            expected {want:<8} -> {row:?}");
+    }
+    println!(
+        "risk        recall {}  false alarms {}  missed lines {:?}",
+        pct(m.risk.recall),
+        pct(Some(m.risk.false_alarm_rate)),
+        m.risk.missed
+    );
+    for (kind, k) in &m.risk.by_kind {
+        println!(
+            "            {kind:<18} labelled {:>3}  recall {}  precision {}  false alarms {}",
+            k.labelled,
+            pct(k.recall),
+            pct(k.precision),
+            pct(Some(k.false_alarm_rate))
+        );
+    }
+    println!("latency     {:.0} µs per turn", m.mean_latency_us);
+    if let Some(best) = out.get("best_for_target_error").filter(|v| !v.is_null()) {
+        println!("sweep       best for target error: {}", best["setting"]);
+    }
+}
