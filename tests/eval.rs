@@ -391,3 +391,32 @@ fn the_html_report_is_self_contained() {
         "nothing fetched"
     );
 }
+
+#[test]
+fn eval_reports_the_same_intent_numbers_as_the_model_metrics() {
+    use honeydesk::eval::intent::{IntentMetrics, Scored};
+    let val = root().join("intents/val.jsonl");
+    let out = honeydesk(&["eval", "--data", val.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let model =
+        honeydesk::nlu::IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu)
+            .unwrap();
+    let examples = honeydesk::nlu::data::load(&val).unwrap();
+    let direct = IntentMetrics::compute(
+        &Scored::from_model(&model, &examples).unwrap(),
+        model.meta.threshold,
+    );
+    let close = |key: &str, x: f64| (v["intent"][key].as_f64().unwrap() - x).abs() < 1e-9;
+    assert!(close("accuracy", direct.accuracy));
+    assert!(close("in_scope_accuracy", direct.in_scope_accuracy));
+    assert!(close("macro_f1", direct.macro_f1));
+    assert_eq!(
+        v["intent"]["examples"].as_u64().unwrap() as usize,
+        examples.len()
+    );
+}
