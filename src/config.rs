@@ -14,6 +14,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// The dialogue settings file (`honeydesk.toml`).
+    pub dialog_config: PathBuf,
 }
 
 /// The directory of the bundled intent model, relative to the working directory.
@@ -32,6 +34,7 @@ impl Default for Config {
             model_dir: PathBuf::from(BUNDLED_MODEL),
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             device: "cpu".into(),
+            dialog_config: PathBuf::from("honeydesk.toml"),
         }
     }
 }

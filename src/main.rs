@@ -189,6 +189,9 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Dialogue settings; followed while serving (an edit applies to the next message).
+        #[arg(long, default_value = "honeydesk.toml")]
+        config: PathBuf,
     },
 }
 
@@ -356,12 +359,14 @@ fn run(cli: Cli) -> Result<()> {
             model,
             data_dir,
             device,
+            config,
         } => {
             let config = Config {
                 data_dir,
                 model_dir: model,
                 listen,
                 device,
+                dialog_config: config,
             };
             serve(config)
         }
@@ -583,7 +588,27 @@ fn serve(config: Config) -> Result<()> {
             config.data_dir.display()
         );
     }
-    let state = Arc::new(honeydesk::server::AppState { model, knowledge });
+    let dialog_config = if config.dialog_config.exists() {
+        honeydesk::dialog::DialogConfig::load(&config.dialog_config)?
+    } else {
+        eprintln!(
+            "no {}: using the platform defaults",
+            config.dialog_config.display()
+        );
+        honeydesk::dialog::DialogConfig::default()
+    };
+    let life_care = honeydesk::risk::model::LifeCareModel::load(Path::new(
+        honeydesk::risk::model::BUNDLED_MODEL,
+    ))
+    .context("loading the life-care model")?;
+    let engine = honeydesk::dialog::Engine::new(
+        Arc::new(model),
+        Arc::new(knowledge),
+        Some(Arc::new(life_care)),
+        dialog_config,
+    );
+    let watch = honeydesk::dialog::ConfigWatch::new(&config.dialog_config);
+    let state = Arc::new(honeydesk::server::AppState::new(engine, Some(watch)));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)

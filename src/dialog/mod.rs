@@ -272,6 +272,52 @@ pub struct Context {
     pub agents_available: usize,
 }
 
+/// A config file a running process follows: checked at most once a second, reloaded when its
+/// modification time or size changes, so `honeydesk tune --apply` (or an operator's edit) reaches a
+/// running `serve` without a restart. A file that fails to load is logged and the config in force
+/// stays.
+pub struct ConfigWatch {
+    path: std::path::PathBuf,
+    state: std::sync::Mutex<(Option<(std::time::SystemTime, u64)>, std::time::Instant)>,
+}
+
+impl ConfigWatch {
+    pub fn new(path: &std::path::Path) -> Self {
+        ConfigWatch {
+            path: path.to_path_buf(),
+            state: std::sync::Mutex::new((Self::stamp(path), std::time::Instant::now())),
+        }
+    }
+
+    fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
+    /// Reload into `engine` if the file changed since the last look.
+    pub fn refresh(&self, engine: &Engine) {
+        let Ok(mut state) = self.state.try_lock() else {
+            return;
+        };
+        if state.1.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        state.1 = std::time::Instant::now();
+        let now = Self::stamp(&self.path);
+        if now == state.0 {
+            return;
+        }
+        match DialogConfig::load(&self.path) {
+            Ok(config) => {
+                engine.set_config(config);
+                state.0 = now;
+                tracing::info!(path = %self.path.display(), "reloaded the dialogue config");
+            }
+            Err(e) => tracing::warn!(error = %e, "kept the dialogue config in force"),
+        }
+    }
+}
+
 /// Phrases that say the last answer did not help.
 const UNHELPFUL: &[&str] = &[
     "没用",
@@ -332,6 +378,10 @@ impl Engine {
 
     pub fn knowledge(&self) -> &Knowledge {
         &self.knowledge
+    }
+
+    pub fn intents(&self) -> &IntentModel {
+        &self.intents
     }
 
     /// Decide what to do with `message` in `conv`, and record the shopper's and the bot's turns.

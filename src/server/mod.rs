@@ -1,24 +1,42 @@
 //! The HTTP front. For now: `/healthz`, reporting the loaded intent model, `/v1/classify` for
-//! trying the model from a browser or curl, and `/v1/faq/search` over a shop's FAQ. Websockets,
-//! storage and the pages come with the server issue.
+//! trying the model from a browser or curl, `/v1/faq/search` over a shop's FAQ, and
+//! `POST /v1/message`, one shopper message through the dialogue engine (conversations kept in
+//! memory, handoffs queued). Websockets, storage and the pages come with the server issue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::knowledge::{self, Knowledge, KnowledgeError};
-use crate::nlu::IntentModel;
+use crate::dialog::{ConfigWatch, Context, Conversation, Engine};
+use crate::handoff::{AgentStatus, HandoffStore, MemoryHandoff, Ticket};
+use crate::knowledge::{self, KnowledgeError};
 
 /// What handlers share.
 pub struct AppState {
-    pub model: IntentModel,
-    pub knowledge: Knowledge,
+    pub engine: Engine,
+    pub handoff: MemoryHandoff,
+    /// The dialogue config file to follow, if any.
+    pub config: Option<ConfigWatch>,
 }
+
+impl AppState {
+    pub fn new(engine: Engine, config: Option<ConfigWatch>) -> Self {
+        AppState {
+            engine,
+            handoff: MemoryHandoff::new(),
+            config,
+        }
+    }
+}
+
+/// Longest shopper message accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// The router, separate from binding so tests can drive it directly.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -26,6 +44,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/classify", get(classify))
         .route("/v1/faq/search", get(faq_search))
+        .route("/v1/message", post(message))
         .with_state(state)
 }
 
@@ -33,9 +52,9 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
     Json(serde_json::json!({
         "status": "ok",
         "intent_model": {
-            "labels": state.model.labels().len(),
-            "features": state.model.meta.features,
-            "threshold": state.model.meta.threshold,
+            "labels": state.engine.intents().labels().len(),
+            "features": state.engine.intents().meta.features,
+            "threshold": state.engine.intents().meta.threshold,
         }
     }))
 }
@@ -48,7 +67,8 @@ struct ClassifyQuery {
 async fn classify(State(state): State<Arc<AppState>>, Query(q): Query<ClassifyQuery>) -> Response {
     let state = state.clone();
     // A forward pass is CPU work: keep it off the async workers.
-    let result = tokio::task::spawn_blocking(move || state.model.classify(&q.text)).await;
+    let result =
+        tokio::task::spawn_blocking(move || state.engine.intents().classify(&q.text)).await;
     match result {
         Ok(Ok(mut p)) => {
             p.ranked.truncate(5);
@@ -71,7 +91,8 @@ async fn faq_search(State(state): State<Arc<AppState>>, Query(q): Query<FaqQuery
     let k = q.k.unwrap_or(5).min(50);
     let result = tokio::task::spawn_blocking(move || {
         state
-            .knowledge
+            .engine
+            .knowledge()
             .search(&q.shop, &q.text, k, knowledge::now())
     })
     .await;
@@ -85,6 +106,86 @@ async fn faq_search(State(state): State<Arc<AppState>>, Query(q): Query<FaqQuery
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct MessageIn {
+    shop: String,
+    /// Omitted for a new conversation; the reply carries the id to send next time.
+    conversation: Option<String>,
+    text: String,
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn new_conversation_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("c-{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn message(State(state): State<Arc<AppState>>, Json(m): Json<MessageIn>) -> Response {
+    if let Err(e) = knowledge::check_shop(&m.shop) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    if !state.engine.knowledge().has_shop(&m.shop) {
+        return error(StatusCode::NOT_FOUND, format!("unknown shop '{}'", m.shop));
+    }
+    let chars = m.text.chars().count();
+    if chars == 0 || chars > MAX_MESSAGE_CHARS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("text must be 1 to {MAX_MESSAGE_CHARS} characters, got {chars}"),
+        );
+    }
+    let state = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        if let Some(watch) = &state.config {
+            watch.refresh(&state.engine);
+        }
+        let now = knowledge::now();
+        let mut conv = match &m.conversation {
+            Some(id) => match state.handoff.conversation(id) {
+                Some(c) if c.shop == m.shop => c,
+                _ => {
+                    return Err((
+                        StatusCode::NOT_FOUND,
+                        format!("unknown conversation '{id}'"),
+                    ))
+                }
+            },
+            None => Conversation::new(new_conversation_id(), m.shop.clone()),
+        };
+        let available = state
+            .handoff
+            .agents()
+            .iter()
+            .filter(|a| a.status == AgentStatus::Online && a.active.len() < a.capacity)
+            .count();
+        let ctx = Context {
+            now,
+            agents_available: available,
+        };
+        let decision = state
+            .engine
+            .respond(&mut conv, &m.text, &ctx)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        state.handoff.save(&conv);
+        if let Some(ticket) = Ticket::from_decision(&conv, &decision, now) {
+            state.handoff.enqueue(ticket, now);
+        }
+        Ok(serde_json::json!({ "conversation": conv.id, "decision": decision }))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err((status, message))) => error(status, message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
