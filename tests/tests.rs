@@ -8,3 +8,4 @@ mod intent;
 mod knowledge;
 mod risk;
 mod server;
+mod ws;

@@ -13,6 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+pub mod ws;
+
 use crate::dialog::{ConfigWatch, Context, Conversation, Engine};
 use crate::handoff::{AgentStatus, HandoffStore, MemoryHandoff, Ticket};
 use crate::knowledge::{self, KnowledgeError};
@@ -23,6 +25,8 @@ pub struct AppState {
     pub handoff: MemoryHandoff,
     /// The dialogue config file to follow, if any.
     pub config: Option<ConfigWatch>,
+    /// Open websocket conversations and their event logs.
+    pub sessions: ws::Sessions,
 }
 
 impl AppState {
@@ -31,6 +35,7 @@ impl AppState {
             engine,
             handoff: MemoryHandoff::new(),
             config,
+            sessions: ws::Sessions::new(),
         }
     }
 }
@@ -45,12 +50,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/classify", get(classify))
         .route("/v1/faq/search", get(faq_search))
         .route("/v1/message", post(message))
+        .route("/v1/ws", get(ws::shopper))
         .with_state(state)
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
+        "protocol_versions": ws::VERSIONS,
         "intent_model": {
             "labels": state.engine.intents().labels().len(),
             "features": state.engine.intents().meta.features,
@@ -121,7 +128,7 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-fn new_conversation_id() -> String {
+pub(crate) fn new_conversation_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,480 @@
+//! The shopper websocket, protocol v1 (`docs/protocol.md`): hello/welcome with a resume token,
+//! client ids acknowledged with server sequence numbers, events replayed on resume in order and
+//! exactly once, error frames for bad input without dropping the connection.
+//!
+//! Conversations and their events live in memory for now; the storage issue makes an ack mean
+//! "durably stored".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, Mutex};
+
+use super::{AppState, MAX_MESSAGE_CHARS};
+use crate::dialog::{Action, Context, Conversation, Reason, Speaker};
+use crate::handoff::{AgentStatus, HandoffStore, Ticket};
+use crate::knowledge;
+
+/// Protocol versions this server speaks.
+pub const VERSIONS: &[u32] = &[1];
+/// Largest frame accepted.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rate limit: a burst of this many messages, refilled at `RATE_PER_SEC`.
+const BURST: f64 = 20.0;
+const RATE_PER_SEC: f64 = 5.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoffInfo {
+    pub reason: Reason,
+    pub queue: String,
+}
+
+/// Something the shopper sees, with its place in the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub from: Speaker,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<String>,
+    #[serde(default)]
+    pub handoff: Option<HandoffInfo>,
+    pub at: DateTime<FixedOffset>,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Out {
+    Welcome {
+        v: u32,
+        conversation: String,
+        token: String,
+        seq: u64,
+    },
+    Ack {
+        client_id: String,
+        seq: u64,
+    },
+    Event(Event),
+    Error {
+        code: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resume {
+    conversation: String,
+    token: String,
+    #[serde(default)]
+    last_seq: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum In {
+    Hello {
+        v: u32,
+        shop: String,
+        resume: Option<Resume>,
+    },
+    Message {
+        client_id: String,
+        text: String,
+    },
+    Typing {},
+}
+
+const TYPES: &[&str] = &["hello", "message", "typing"];
+
+/// One conversation's event log, shared by every connection that has it open.
+pub struct Session {
+    shop: String,
+    token: String,
+    events: Vec<Event>,
+    /// client_id → the seq its message got, so a retry is acknowledged, not processed again.
+    acks: HashMap<String, u64>,
+    tx: broadcast::Sender<Event>,
+}
+
+impl Session {
+    fn push(
+        &mut self,
+        from: Speaker,
+        text: String,
+        buttons: Vec<String>,
+        handoff: Option<HandoffInfo>,
+        at: DateTime<FixedOffset>,
+    ) -> Event {
+        let event = Event {
+            seq: self.events.len() as u64 + 1,
+            from,
+            text,
+            buttons,
+            handoff,
+            at,
+        };
+        self.events.push(event.clone());
+        // Nobody listening is fine: the event is in the log for the next resume.
+        let _ = self.tx.send(event.clone());
+        event
+    }
+}
+
+/// Open sessions by conversation id.
+pub type Sessions = dashmap::DashMap<String, Arc<Mutex<Session>>>;
+
+/// 128 random bits from the OS, hex.
+fn random_token() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut buf).is_ok() {
+            return buf.iter().map(|b| format!("{b:02x}")).collect();
+        }
+    }
+    // No /dev/urandom: hash what varies (weaker, still unguessable across processes).
+    use sha2::Digest;
+    let seed = format!(
+        "{:?}{:?}{}",
+        std::time::SystemTime::now(),
+        std::thread::current().id(),
+        std::process::id()
+    );
+    sha2::Sha256::digest(seed.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compare without an early exit, so the time taken does not reveal how much of a token matched.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub async fn shopper(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| connection(socket, state))
+}
+
+async fn send(socket: &mut WebSocket, out: &Out) -> bool {
+    let text = serde_json::to_string(out).expect("frames serialize");
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+fn error(code: &'static str, message: impl Into<String>) -> Out {
+    Out::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Parse one frame. `Err` is the error frame to send back.
+fn parse(msg: Message) -> Result<Option<In>, Out> {
+    let text = match msg {
+        Message::Text(t) => t.to_string(),
+        Message::Binary(b) => {
+            return Err(match std::str::from_utf8(&b) {
+                Ok(_) => error("binary_frame", "send JSON in text frames"),
+                Err(_) => error(
+                    "binary_frame",
+                    "binary frame (and not valid UTF-8); send JSON in text frames",
+                ),
+            })
+        }
+        Message::Ping(_) | Message::Pong(_) => return Ok(None),
+        Message::Close(_) => return Ok(None),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| error("bad_json", e.to_string()))?;
+    let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if !TYPES.contains(&kind) {
+        return Err(error(
+            "unknown_type",
+            format!(
+                "unknown type '{kind}'; expected one of {}",
+                TYPES.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| error("bad_json", e.to_string()))
+}
+
+async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
+    // 1. hello
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(msg)) => match parse(msg) {
+                    Ok(Some(In::Hello { v, shop, resume })) => return Some((v, shop, resume)),
+                    Ok(Some(_)) => {
+                        if !send(&mut socket, &error("not_open", "say hello first")).await {
+                            return None;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(out) => {
+                        if !send(&mut socket, &out).await {
+                            return None;
+                        }
+                    }
+                },
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    let Ok(Some((v, shop, resume))) = hello else {
+        return;
+    };
+    if !VERSIONS.contains(&v) {
+        let _ = send(
+            &mut socket,
+            &error(
+                "bad_json",
+                format!("version {v} is not spoken here; versions: {VERSIONS:?}"),
+            ),
+        )
+        .await;
+        return;
+    }
+    if knowledge::check_shop(&shop).is_err() || !state.engine.knowledge().has_shop(&shop) {
+        let _ = send(
+            &mut socket,
+            &error("unknown_shop", format!("unknown shop '{shop}'")),
+        )
+        .await;
+        return;
+    }
+
+    // 2. the session: resumed or new.
+    let (id, session, last_seq) = match resume {
+        Some(r) => {
+            let Some(session) = state.sessions.get(&r.conversation).map(|s| s.clone()) else {
+                let _ = send(&mut socket, &error("bad_resume", "unknown conversation")).await;
+                return;
+            };
+            let ok = {
+                let s = session.lock().await;
+                s.shop == shop && same(&s.token, &r.token)
+            };
+            if !ok {
+                let _ = send(
+                    &mut socket,
+                    &error("bad_resume", "the token does not match"),
+                )
+                .await;
+                return;
+            }
+            (r.conversation, session, r.last_seq)
+        }
+        None => {
+            let id = super::new_conversation_id();
+            let (tx, _) = broadcast::channel(256);
+            let session = Arc::new(Mutex::new(Session {
+                shop: shop.clone(),
+                token: random_token(),
+                events: Vec::new(),
+                acks: HashMap::new(),
+                tx,
+            }));
+            state.sessions.insert(id.clone(), session.clone());
+            state
+                .handoff
+                .save(&Conversation::new(id.clone(), shop.clone()));
+            (id, session, 0)
+        }
+    };
+
+    // Subscribe before replaying, so nothing published in between is missed; `sent` drops the
+    // overlap.
+    let (mut rx, backlog, token, seq) = {
+        let s = session.lock().await;
+        let backlog: Vec<Event> = s
+            .events
+            .iter()
+            .filter(|e| e.seq > last_seq)
+            .cloned()
+            .collect();
+        (
+            s.tx.subscribe(),
+            backlog,
+            s.token.clone(),
+            s.events.len() as u64,
+        )
+    };
+    let welcome = Out::Welcome {
+        v: 1,
+        conversation: id.clone(),
+        token,
+        seq,
+    };
+    if !send(&mut socket, &welcome).await {
+        return;
+    }
+    let mut sent = last_seq;
+    for e in backlog {
+        sent = e.seq;
+        if !send(&mut socket, &Out::Event(e)).await {
+            return;
+        }
+    }
+
+    // 3. the conversation
+    let mut tokens = BURST;
+    let mut refilled = Instant::now();
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(e) if e.seq > sent => {
+                    sent = e.seq;
+                    if !send(&mut socket, &Out::Event(e)).await { return; }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind: catch up from the log.
+                    let missed: Vec<Event> = session.lock().await.events.iter().filter(|e| e.seq > sent).cloned().collect();
+                    for e in missed {
+                        sent = e.seq;
+                        if !send(&mut socket, &Out::Event(e)).await { return; }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            frame = socket.recv() => {
+                let Some(Ok(msg)) = frame else { return };
+                let is_close = matches!(msg, Message::Close(_));
+                let parsed = parse(msg);
+                if is_close { return; }
+                let (client_id, text) = match parsed {
+                    Ok(Some(In::Message { client_id, text })) => (client_id, text),
+                    Ok(Some(In::Hello { .. })) => {
+                        if !send(&mut socket, &error("bad_json", "already open; hello once per connection")).await { return; }
+                        continue;
+                    }
+                    Ok(Some(In::Typing {})) | Ok(None) => continue,
+                    Err(out) => {
+                        if !send(&mut socket, &out).await { return; }
+                        continue;
+                    }
+                };
+                let chars = text.chars().count();
+                if chars == 0 || chars > MAX_MESSAGE_CHARS || client_id.is_empty() || client_id.len() > 128 {
+                    let out = if chars > MAX_MESSAGE_CHARS {
+                        error("too_large", format!("{chars} characters; the limit is {MAX_MESSAGE_CHARS}"))
+                    } else {
+                        error("bad_json", "a message needs a client_id (1-128 bytes) and non-empty text")
+                    };
+                    if !send(&mut socket, &out).await { return; }
+                    continue;
+                }
+                tokens = (tokens + refilled.elapsed().as_secs_f64() * RATE_PER_SEC).min(BURST);
+                refilled = Instant::now();
+                if tokens < 1.0 {
+                    if !send(&mut socket, &error("rate_limited", "too many messages; slow down")).await { return; }
+                    continue;
+                }
+                tokens -= 1.0;
+                match handle(&state, &id, &session, client_id, text).await {
+                    Ok(ack) => {
+                        if !send(&mut socket, &ack).await { return; }
+                    }
+                    Err(message) => {
+                        if !send(&mut socket, &error("internal", message)).await { return; }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Store the shopper's message, decide, store the reply. Returns the ack; the events reach every
+/// open connection of the conversation through the session's channel.
+async fn handle(
+    state: &Arc<AppState>,
+    id: &str,
+    session: &Arc<Mutex<Session>>,
+    client_id: String,
+    text: String,
+) -> Result<Out, String> {
+    let mut s = session.lock().await;
+    if let Some(&seq) = s.acks.get(&client_id) {
+        return Ok(Out::Ack { client_id, seq });
+    }
+    let now = knowledge::now();
+    let shop = s.shop.clone();
+    let state2 = state.clone();
+    let id2 = id.to_string();
+    let text2 = text.clone();
+    let decision = tokio::task::spawn_blocking(move || {
+        if let Some(watch) = &state2.config {
+            watch.refresh(&state2.engine);
+        }
+        let mut conv = state2
+            .handoff
+            .conversation(&id2)
+            .unwrap_or_else(|| Conversation::new(id2.clone(), shop));
+        let available = state2
+            .handoff
+            .agents()
+            .iter()
+            .filter(|a| a.status == AgentStatus::Online && a.active.len() < a.capacity)
+            .count();
+        let ctx = Context {
+            now,
+            agents_available: available,
+        };
+        let decision = state2.engine.respond(&mut conv, &text2, &ctx);
+        if let Ok(d) = &decision {
+            state2.handoff.save(&conv);
+            if let Some(ticket) = Ticket::from_decision(&conv, d, now) {
+                state2.handoff.enqueue(ticket, now);
+            }
+        }
+        decision
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+
+    let shopper = s.push(Speaker::Shopper, text, Vec::new(), None, now);
+    s.acks.insert(client_id.clone(), shopper.seq);
+    let reply = match decision.action {
+        Action::Answer { text, buttons, .. } => Some((text, buttons, None)),
+        Action::AskFor { text, .. } | Action::Closed { text } => Some((text, Vec::new(), None)),
+        Action::Clarify { text, choices } => {
+            Some((text, choices.into_iter().map(|c| c.label).collect(), None))
+        }
+        Action::Handoff {
+            reason,
+            queue,
+            reply,
+            ..
+        } => Some((reply, Vec::new(), Some(HandoffInfo { reason, queue }))),
+        Action::Silent => None,
+    };
+    if let Some((text, buttons, handoff)) = reply {
+        s.push(Speaker::Bot, text, buttons, handoff, now);
+    }
+    Ok(Out::Ack {
+        client_id,
+        seq: shopper.seq,
+    })
+}

@@ -1,0 +1,200 @@
+//! The shopper websocket over a real loopback connection: open, ack, replies, retries, resume
+//! with exactly the missed events, and error frames that keep the connection open.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use honeydesk::dialog::{DialogConfig, Engine};
+use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
+use honeydesk::nlu::IntentModel;
+use honeydesk::server::{self, AppState};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::root;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn start() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let knowledge = Knowledge::open(data.path(), Analyzer::default(), RankWeights::default());
+    knowledge
+        .import_file(
+            "demo",
+            &root().join("knowledge/demo.csv"),
+            None,
+            ImportMode::Replace,
+        )
+        .unwrap();
+    let model =
+        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
+    let engine = Engine::new(
+        Arc::new(model),
+        Arc::new(knowledge),
+        None,
+        DialogConfig::default(),
+    );
+    let state = Arc::new(AppState::new(engine, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::run(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, data)
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .unwrap();
+    socket
+}
+
+async fn send(s: &mut Socket, v: Value) {
+    s.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn next(s: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("the connection is open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_is_acked_answered_retried_and_resumed() {
+    let (addr, stop, _data) = start().await;
+    let mut ws = connect(addr).await;
+    send(
+        &mut ws,
+        json!({"type": "message", "client_id": "x", "text": "hi"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["code"], "not_open");
+    send(&mut ws, json!({"type": "hello", "v": 1, "shop": "demo"})).await;
+    let welcome = next(&mut ws).await;
+    assert_eq!(
+        (welcome["type"].as_str(), welcome["seq"].as_u64()),
+        (Some("welcome"), Some(0))
+    );
+    let conv = welcome["conversation"].as_str().unwrap().to_string();
+    let token = welcome["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 32);
+
+    send(
+        &mut ws,
+        json!({"type": "message", "client_id": "m1", "text": "亲，满多少包邮"}),
+    )
+    .await;
+    let ack = next(&mut ws).await;
+    assert_eq!(ack, json!({"type": "ack", "client_id": "m1", "seq": 1}));
+    let mine = next(&mut ws).await;
+    assert_eq!(
+        (mine["seq"].as_u64(), mine["from"].as_str()),
+        (Some(1), Some("shopper"))
+    );
+    let reply = next(&mut ws).await;
+    assert_eq!(
+        (reply["seq"].as_u64(), reply["from"].as_str()),
+        (Some(2), Some("bot"))
+    );
+    assert!(reply["text"].as_str().unwrap().contains("99"), "{reply}");
+
+    // A retry of m1 is acknowledged again with the same seq and not processed twice.
+    send(
+        &mut ws,
+        json!({"type": "message", "client_id": "m1", "text": "亲，满多少包邮"}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut ws).await,
+        json!({"type": "ack", "client_id": "m1", "seq": 1})
+    );
+
+    // Bad input gets error frames and the connection goes on.
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert_eq!(next(&mut ws).await["code"], "bad_json");
+    send(&mut ws, json!({"type": "dance"})).await;
+    assert_eq!(next(&mut ws).await["code"], "unknown_type");
+    ws.send(Message::Binary(vec![0xff, 0xfe, 0x00].into()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["code"], "binary_frame");
+    let long = "长".repeat(2001);
+    send(
+        &mut ws,
+        json!({"type": "message", "client_id": "m2", "text": long}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["code"], "too_large");
+
+    // A handoff event says so.
+    send(
+        &mut ws,
+        json!({"type": "message", "client_id": "m3", "text": "转人工"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["seq"], 3);
+    assert_eq!(next(&mut ws).await["seq"], 3);
+    let handoff = next(&mut ws).await;
+    assert_eq!(handoff["handoff"]["reason"], "human_request", "{handoff}");
+    drop(ws);
+
+    // Resume from seq 2: exactly events 3 and 4, in order.
+    let mut again = connect(addr).await;
+    send(
+        &mut again,
+        json!({"type": "hello", "v": 1, "shop": "demo",
+               "resume": {"conversation": conv, "token": token, "last_seq": 2}}),
+    )
+    .await;
+    let w = next(&mut again).await;
+    assert_eq!(
+        (w["conversation"].as_str(), w["seq"].as_u64()),
+        (Some(conv.as_str()), Some(4))
+    );
+    assert_eq!(next(&mut again).await["seq"], 3);
+    assert_eq!(next(&mut again).await["seq"], 4);
+    send(&mut again, json!({"type": "typing"})).await;
+    send(
+        &mut again,
+        json!({"type": "message", "client_id": "m4", "text": "在吗"}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut again).await["seq"],
+        5,
+        "nothing was replayed twice"
+    );
+
+    // A wrong token is refused.
+    let mut thief = connect(addr).await;
+    send(
+        &mut thief,
+        json!({"type": "hello", "v": 1, "shop": "demo",
+               "resume": {"conversation": conv, "token": "0".repeat(32), "last_seq": 0}}),
+    )
+    .await;
+    assert_eq!(next(&mut thief).await["code"], "bad_resume");
+
+    let mut stranger = connect(addr).await;
+    send(
+        &mut stranger,
+        json!({"type": "hello", "v": 1, "shop": "nobody"}),
+    )
+    .await;
+    assert_eq!(next(&mut stranger).await["code"], "unknown_shop");
+    stop.send(()).unwrap();
+}
