@@ -23,4 +23,5 @@ pub mod knowledge;
 pub mod nlu;
 pub mod risk;
 pub mod server;
+pub mod store;
 pub mod text;

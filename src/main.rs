@@ -608,7 +608,13 @@ fn serve(config: Config) -> Result<()> {
         dialog_config,
     );
     let watch = honeydesk::dialog::ConfigWatch::new(&config.dialog_config);
-    let state = Arc::new(honeydesk::server::AppState::new(engine, Some(watch)));
+    let store = honeydesk::store::SqliteStore::open(&config.data_dir)
+        .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+    let state = Arc::new(honeydesk::server::AppState::new(
+        engine,
+        Some(watch),
+        Arc::new(store),
+    ));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)

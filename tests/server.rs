@@ -11,6 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::root;
 
+fn store(dir: &std::path::Path) -> Arc<honeydesk::store::SqliteStore> {
+    Arc::new(honeydesk::store::SqliteStore::open(dir).unwrap())
+}
+
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -51,7 +55,7 @@ async fn health_and_classify_answer_over_http() {
         Some(Arc::new(life_care)),
         DialogConfig::default(),
     );
-    let state = Arc::new(AppState::new(engine, None));
+    let state = Arc::new(AppState::new(engine, None, store(data.path())));
     let server = tokio::spawn(server::run(listener, state, async {
         let _ = stopped.await;
     }));
@@ -138,7 +142,11 @@ async fn messages_go_through_the_engine_and_follow_the_config_file() {
         None,
         DialogConfig::load(&config_path).unwrap(),
     );
-    let state = Arc::new(AppState::new(engine, Some(ConfigWatch::new(&config_path))));
+    let state = Arc::new(AppState::new(
+        engine,
+        Some(ConfigWatch::new(&config_path)),
+        store(data.path()),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

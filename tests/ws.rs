@@ -39,7 +39,11 @@ async fn start() -> (
         None,
         DialogConfig::default(),
     );
-    let state = Arc::new(AppState::new(engine, None));
+    let state = Arc::new(AppState::new(
+        engine,
+        None,
+        Arc::new(honeydesk::store::SqliteStore::open(data.path()).unwrap()),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -197,4 +201,102 @@ async fn a_conversation_is_acked_answered_retried_and_resumed() {
     .await;
     assert_eq!(next(&mut stranger).await["code"], "unknown_shop");
     stop.send(()).unwrap();
+}
+
+async fn wait_ready(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn serve(addr: std::net::SocketAddr, data: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_honeydesk"))
+        .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(data)
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_no_acknowledged_message() {
+    let data = tempfile::tempdir().unwrap();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut server = serve(addr, data.path());
+    wait_ready(addr).await;
+    let mut ws = connect(addr).await;
+    send(&mut ws, json!({"type": "hello", "v": 1, "shop": "demo"})).await;
+    let welcome = next(&mut ws).await;
+    let (conv, token) = (welcome["conversation"].clone(), welcome["token"].clone());
+    let texts = [
+        "满多少包邮",
+        "退货运费谁出",
+        "How long does shipping take?",
+        "发票怎么开",
+    ];
+    let mut acked = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        send(
+            &mut ws,
+            json!({"type": "message", "client_id": format!("k{i}"), "text": text}),
+        )
+        .await;
+        loop {
+            let f = next(&mut ws).await;
+            if f["type"] == "ack" {
+                acked.push((f["seq"].as_u64().unwrap(), text.to_string()));
+                break;
+            }
+        }
+    }
+    // SIGKILL: no shutdown, no flush beyond what was committed.
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut server = serve(addr, data.path());
+    wait_ready(addr).await;
+    let mut again = connect(addr).await;
+    send(
+        &mut again,
+        json!({"type": "hello", "v": 1, "shop": "demo",
+               "resume": {"conversation": conv, "token": token, "last_seq": 0}}),
+    )
+    .await;
+    let w = next(&mut again).await;
+    assert_eq!(w["type"], "welcome", "{w}");
+    let total = w["seq"].as_u64().unwrap();
+    let mut events = Vec::new();
+    for _ in 0..total {
+        events.push(next(&mut again).await);
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "in order, no gaps, no duplicates"
+    );
+    for (seq, text) in &acked {
+        let e = &events[*seq as usize - 1];
+        assert_eq!(
+            (e["from"].as_str(), e["text"].as_str()),
+            (Some("shopper"), Some(text.as_str()))
+        );
+    }
+    // A retry of an acknowledged message after the restart is recognised, not processed again.
+    send(
+        &mut again,
+        json!({"type": "message", "client_id": "k1", "text": "退货运费谁出"}),
+    )
+    .await;
+    let ack = next(&mut again).await;
+    assert_eq!(ack["seq"].as_u64(), Some(acked[1].0), "{ack}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -18,6 +18,7 @@ pub mod ws;
 use crate::dialog::{ConfigWatch, Context, Conversation, Engine};
 use crate::handoff::{AgentStatus, HandoffStore, MemoryHandoff, Ticket};
 use crate::knowledge::{self, KnowledgeError};
+use crate::store::ChatStore;
 
 /// What handlers share.
 pub struct AppState {
@@ -27,15 +28,18 @@ pub struct AppState {
     pub config: Option<ConfigWatch>,
     /// Open websocket conversations and their event logs.
     pub sessions: ws::Sessions,
+    /// Where conversations and events are kept.
+    pub store: Arc<dyn ChatStore>,
 }
 
 impl AppState {
-    pub fn new(engine: Engine, config: Option<ConfigWatch>) -> Self {
+    pub fn new(engine: Engine, config: Option<ConfigWatch>, store: Arc<dyn ChatStore>) -> Self {
         AppState {
             engine,
             handoff: MemoryHandoff::new(),
             config,
             sessions: ws::Sessions::new(),
+            store,
         }
     }
 }

@@ -20,6 +20,7 @@ use super::{AppState, MAX_MESSAGE_CHARS};
 use crate::dialog::{Action, Context, Conversation, Reason, Speaker};
 use crate::handoff::{AgentStatus, HandoffStore, Ticket};
 use crate::knowledge;
+use crate::store::StoredConversation;
 
 /// Protocol versions this server speaks.
 pub const VERSIONS: &[u32] = &[1];
@@ -108,26 +109,44 @@ pub struct Session {
 }
 
 impl Session {
-    fn push(
-        &mut self,
+    #[allow(clippy::too_many_arguments)]
+    fn next_event(
+        &self,
+        offset: u64,
         from: Speaker,
         text: String,
         buttons: Vec<String>,
         handoff: Option<HandoffInfo>,
         at: DateTime<FixedOffset>,
     ) -> Event {
-        let event = Event {
-            seq: self.events.len() as u64 + 1,
+        Event {
+            seq: self.events.len() as u64 + 1 + offset,
             from,
             text,
             buttons,
             handoff,
             at,
-        };
-        self.events.push(event.clone());
-        // Nobody listening is fine: the event is in the log for the next resume.
-        let _ = self.tx.send(event.clone());
-        event
+        }
+    }
+
+    /// Add stored events to the log and to every open connection.
+    fn publish(&mut self, events: Vec<Event>) {
+        for e in events {
+            self.events.push(e.clone());
+            // Nobody listening is fine: the event is in the log for the next resume.
+            let _ = self.tx.send(e);
+        }
+    }
+
+    fn from_store(stored: &StoredConversation, events: Vec<Event>) -> Session {
+        let (tx, _) = broadcast::channel(256);
+        Session {
+            shop: stored.shop.clone(),
+            token: stored.token.clone(),
+            events,
+            acks: HashMap::new(),
+            tx,
+        }
     }
 }
 
@@ -267,7 +286,7 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
     // 2. the session: resumed or new.
     let (id, session, last_seq) = match resume {
         Some(r) => {
-            let Some(session) = state.sessions.get(&r.conversation).map(|s| s.clone()) else {
+            let Some(session) = load_session(&state, &r.conversation) else {
                 let _ = send(&mut socket, &error("bad_resume", "unknown conversation")).await;
                 return;
             };
@@ -288,9 +307,15 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
         None => {
             let id = super::new_conversation_id();
             let (tx, _) = broadcast::channel(256);
+            let token = random_token();
+            let opened = knowledge::now().to_rfc3339();
+            if let Err(e) = state.store.open_conversation(&id, &shop, &token, &opened) {
+                let _ = send(&mut socket, &error("internal", e.to_string())).await;
+                return;
+            }
             let session = Arc::new(Mutex::new(Session {
                 shop: shop.clone(),
-                token: random_token(),
+                token,
                 events: Vec::new(),
                 acks: HashMap::new(),
                 tx,
@@ -405,6 +430,26 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
     }
 }
 
+/// The session of a conversation: in memory, or loaded from the store (after a restart).
+fn load_session(state: &Arc<AppState>, id: &str) -> Option<Arc<Mutex<Session>>> {
+    if let Some(s) = state.sessions.get(id) {
+        return Some(s.clone());
+    }
+    let stored = state.store.conversation(id).ok()??;
+    let events = state.store.events_after(id, 0).ok()?;
+    if let Some(conv) = &stored.state {
+        state.handoff.save(conv);
+    }
+    let session = Arc::new(Mutex::new(Session::from_store(&stored, events)));
+    Some(
+        state
+            .sessions
+            .entry(id.to_string())
+            .or_insert(session)
+            .clone(),
+    )
+}
+
 /// Store the shopper's message, decide, store the reply. Returns the ack; the events reach every
 /// open connection of the conversation through the session's channel.
 async fn handle(
@@ -416,6 +461,14 @@ async fn handle(
 ) -> Result<Out, String> {
     let mut s = session.lock().await;
     if let Some(&seq) = s.acks.get(&client_id) {
+        return Ok(Out::Ack { client_id, seq });
+    }
+    if let Some(seq) = state
+        .store
+        .ack_of(id, &client_id)
+        .map_err(|e| e.to_string())?
+    {
+        s.acks.insert(client_id.clone(), seq);
         return Ok(Out::Ack { client_id, seq });
     }
     let now = knowledge::now();
@@ -448,14 +501,14 @@ async fn handle(
                 state2.handoff.enqueue(ticket, now);
             }
         }
-        decision
+        decision.map(|d| (d, conv))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
+    let (decision, conv) = decision;
 
-    let shopper = s.push(Speaker::Shopper, text, Vec::new(), None, now);
-    s.acks.insert(client_id.clone(), shopper.seq);
+    let shopper = s.next_event(0, Speaker::Shopper, text, Vec::new(), None, now);
     let reply = match decision.action {
         Action::Answer { text, buttons, .. } => Some((text, buttons, None)),
         Action::AskFor { text, .. } | Action::Closed { text } => Some((text, Vec::new(), None)),
@@ -470,9 +523,20 @@ async fn handle(
         } => Some((reply, Vec::new(), Some(HandoffInfo { reason, queue }))),
         Action::Silent => None,
     };
+    let mut batch = vec![(shopper.clone(), Some(client_id.clone()))];
     if let Some((text, buttons, handoff)) = reply {
-        s.push(Speaker::Bot, text, buttons, handoff, now);
+        batch.push((
+            s.next_event(1, Speaker::Bot, text, buttons, handoff, now),
+            None,
+        ));
     }
+    // Durable first: only what is stored is acknowledged and shown.
+    state.store.append(id, &batch).map_err(|e| e.to_string())?;
+    if let Err(e) = state.store.save_state(&conv) {
+        tracing::warn!(conversation = id, error = %e, "conversation state not saved");
+    }
+    s.acks.insert(client_id.clone(), shopper.seq);
+    s.publish(batch.into_iter().map(|(e, _)| e).collect());
     Ok(Out::Ack {
         client_id,
         seq: shopper.seq,

@@ -1,0 +1,243 @@
+//! Durable storage. A shopper message is acknowledged only after its event is in the store, so a
+//! killed server loses nothing it acknowledged.
+//!
+//! [`ChatStore`] is the interface; [`SqliteStore`] the embedded default: one file under the data
+//! directory, WAL mode, `synchronous = NORMAL` (a committed transaction survives the process being
+//! killed; only a power loss can take the last ones). Migrations live in `migrations/` and are
+//! applied in order, tracked by SQLite's `user_version`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::dialog::Conversation;
+use crate::server::ws::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A conversation as the store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConversation {
+    pub id: String,
+    pub shop: String,
+    pub token: String,
+    pub state: Option<Conversation>,
+}
+
+/// What the chat server keeps.
+pub trait ChatStore: Send + Sync {
+    fn open_conversation(&self, id: &str, shop: &str, token: &str, at: &str) -> Result<()>;
+    fn conversation(&self, id: &str) -> Result<Option<StoredConversation>>;
+    fn save_state(&self, conv: &Conversation) -> Result<()>;
+    /// Store events (with the client id of a shopper message) in one transaction; returns once
+    /// they are durable.
+    fn append(&self, conversation: &str, events: &[(Event, Option<String>)]) -> Result<()>;
+    /// Events with a sequence number above `after`, in order.
+    fn events_after(&self, conversation: &str, after: u64) -> Result<Vec<Event>>;
+    /// The sequence number a shopper message with this client id got, if it was stored.
+    fn ack_of(&self, conversation: &str, client_id: &str) -> Result<Option<u64>>;
+}
+
+/// The migrations, in order.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_conversations.sql")];
+
+/// SQLite behind a mutex: writes are serialised by SQLite anyway, and a chat message is one small
+/// transaction.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Open (creating) `DATA_DIR/honeydesk.db` and bring its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(data_dir.join("honeydesk.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The schema version (the number of migrations applied).
+    pub fn version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok(v as usize)
+    }
+}
+
+impl ChatStore for SqliteStore {
+    fn open_conversation(&self, id: &str, shop: &str, token: &str, at: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO conversations (id, shop, token, opened_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, shop, token, at],
+        )?;
+        Ok(())
+    }
+
+    fn conversation(&self, id: &str) -> Result<Option<StoredConversation>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT id, shop, token, state FROM conversations WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, shop, token, state)| {
+            Ok(StoredConversation {
+                id,
+                shop,
+                token,
+                state: state.map(|s| serde_json::from_str(&s)).transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    fn save_state(&self, conv: &Conversation) -> Result<()> {
+        let json = serde_json::to_string(conv)?;
+        self.conn().execute(
+            "UPDATE conversations SET state = ?2 WHERE id = ?1",
+            params![conv.id, json],
+        )?;
+        Ok(())
+    }
+
+    fn append(&self, conversation: &str, events: &[(Event, Option<String>)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (event, client_id) in events {
+            let body = serde_json::to_string(event)?;
+            tx.execute(
+                "INSERT INTO events (conversation, seq, client_id, body) VALUES (?1, ?2, ?3, ?4)",
+                params![conversation, event.seq as i64, client_id, body],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn events_after(&self, conversation: &str, after: u64) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT body FROM events WHERE conversation = ?1 AND seq > ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(params![conversation, after as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?)?);
+        }
+        Ok(out)
+    }
+
+    fn ack_of(&self, conversation: &str, client_id: &str) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT seq FROM events WHERE conversation = ?1 AND client_id = ?2",
+                params![conversation, client_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|s| s as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialog::Speaker;
+
+    fn event(seq: u64, text: &str) -> Event {
+        Event {
+            seq,
+            from: Speaker::Shopper,
+            text: text.into(),
+            buttons: vec![],
+            handoff: None,
+            at: crate::knowledge::import::parse_time("2026-11-25 10:00", false).unwrap(),
+        }
+    }
+
+    #[test]
+    fn events_survive_reopening_and_retries_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SqliteStore::open(dir.path()).unwrap();
+            assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+            s.open_conversation("c1", "demo", "tok", "2026-11-25T10:00:00+08:00")
+                .unwrap();
+            s.append(
+                "c1",
+                &[
+                    (event(1, "满多少包邮"), Some("m1".into())),
+                    (event(2, "全店满99元包邮"), None),
+                ],
+            )
+            .unwrap();
+            let retry = s.append(
+                "c1",
+                &[
+                    (event(3, "x"), None),
+                    (event(4, "again"), Some("m1".into())),
+                ],
+            );
+            assert!(retry.is_err(), "one seq per client id");
+            assert_eq!(
+                s.events_after("c1", 0).unwrap().len(),
+                2,
+                "a failed batch stores nothing"
+            );
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let c = s.conversation("c1").unwrap().unwrap();
+        assert_eq!((c.shop.as_str(), c.token.as_str()), ("demo", "tok"));
+        let after = s.events_after("c1", 1).unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].text, "全店满99元包邮");
+        assert_eq!(s.ack_of("c1", "m1").unwrap(), Some(1));
+        assert_eq!(s.ack_of("c1", "m9").unwrap(), None);
+        assert!(s.conversation("nope").unwrap().is_none());
+    }
+}
