@@ -68,7 +68,8 @@ impl Agent {
         }
     }
 
-    fn free(&self) -> bool {
+    /// Online and below capacity: can take another chat.
+    pub fn free(&self) -> bool {
         self.status == AgentStatus::Online && self.active.len() < self.capacity
     }
 }
@@ -289,6 +290,28 @@ impl State {
             agent: agent.to_string(),
             ticket,
             transcript,
+        }
+    }
+
+    /// `Ok` when `agent` is the one assigned to `conversation`; else why not.
+    fn require_owner(
+        &self,
+        conversation: &str,
+        agent: &str,
+        why: &str,
+    ) -> Result<(), HandoffError> {
+        let owns = self
+            .tickets
+            .get(conversation)
+            .is_some_and(|t| t.agent.as_deref() == Some(agent));
+        if owns {
+            Ok(())
+        } else {
+            Err(HandoffError::CannotTake {
+                agent: agent.to_string(),
+                conversation: conversation.to_string(),
+                why: why.to_string(),
+            })
         }
     }
 
@@ -538,17 +561,11 @@ impl HandoffStore for MemoryHandoff {
         now: DateTime<FixedOffset>,
     ) -> Result<(), HandoffError> {
         let mut s = self.lock();
-        let owns = s
-            .tickets
-            .get(conversation)
-            .is_some_and(|t| t.agent.as_deref() == Some(agent));
-        if !owns {
-            return Err(HandoffError::CannotTake {
-                agent: agent.to_string(),
-                conversation: conversation.to_string(),
-                why: "only the assigned agent can write to the shopper".into(),
-            });
-        }
+        s.require_owner(
+            conversation,
+            agent,
+            "only the assigned agent can write to the shopper",
+        )?;
         let c = s
             .conversations
             .get_mut(conversation)
@@ -568,17 +585,11 @@ impl HandoffStore for MemoryHandoff {
         now: DateTime<FixedOffset>,
     ) -> Result<(Ticket, String), HandoffError> {
         let mut s = self.lock();
-        let owns = s
-            .tickets
-            .get(conversation)
-            .is_some_and(|t| t.agent.as_deref() == Some(agent));
-        if !owns {
-            return Err(HandoffError::CannotTake {
-                agent: agent.to_string(),
-                conversation: conversation.to_string(),
-                why: "only the assigned agent can resolve it".into(),
-            });
-        }
+        s.require_owner(
+            conversation,
+            agent,
+            "only the assigned agent can resolve it",
+        )?;
         let ticket = s.tickets.remove(conversation).expect("checked");
         s.release(conversation);
         let mut lang = Lang::Zh;

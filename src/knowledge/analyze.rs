@@ -32,7 +32,8 @@ pub struct Analyzer {
     stemmer: Arc<Stemmer>,
 }
 
-fn jieba() -> &'static jieba_rs::Jieba {
+/// The process's jieba segmenter; its dictionary loads once, on first use.
+pub(crate) fn jieba() -> &'static jieba_rs::Jieba {
     static JIEBA: OnceLock<jieba_rs::Jieba> = OnceLock::new();
     JIEBA.get_or_init(jieba_rs::Jieba::new)
 }

@@ -147,9 +147,7 @@ impl LifeCareModel {
 }
 
 fn jieba_words(text: &str) -> Vec<&str> {
-    static JIEBA: std::sync::OnceLock<jieba_rs::Jieba> = std::sync::OnceLock::new();
-    JIEBA
-        .get_or_init(jieba_rs::Jieba::new)
+    crate::knowledge::analyze::jieba()
         .cut(text, true)
         .into_iter()
         .map(|t| t.word)

@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 pub mod ws;
 
-use crate::dialog::{ConfigWatch, Context, Conversation, Engine};
-use crate::handoff::{AgentStatus, HandoffStore, MemoryHandoff, Ticket};
+use crate::dialog::{ConfigWatch, Context, Conversation, Decision, DialogError, Engine};
+use crate::handoff::{HandoffStore, MemoryHandoff, Ticket};
 use crate::knowledge::{self, KnowledgeError};
 use crate::store::ChatStore;
 
@@ -41,6 +41,32 @@ impl AppState {
             sessions: ws::Sessions::new(),
             store,
         }
+    }
+}
+
+impl AppState {
+    /// One shopper message through the engine, the way every front (HTTP, websocket) does it:
+    /// follow the config file, decide with the agents free now, keep the conversation, and queue
+    /// the handoff the decision asks for.
+    pub fn decide(
+        &self,
+        conv: &mut Conversation,
+        text: &str,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<Decision, DialogError> {
+        if let Some(watch) = &self.config {
+            watch.refresh(&self.engine);
+        }
+        let ctx = Context {
+            now,
+            agents_available: self.handoff.agents().iter().filter(|a| a.free()).count(),
+        };
+        let decision = self.engine.respond(conv, text, &ctx)?;
+        self.handoff.save(conv);
+        if let Some(ticket) = Ticket::from_decision(conv, &decision, now) {
+            self.handoff.enqueue(ticket, now);
+        }
+        Ok(decision)
     }
 }
 
@@ -156,9 +182,6 @@ async fn message(State(state): State<Arc<AppState>>, Json(m): Json<MessageIn>) -
     }
     let state = state.clone();
     let result = tokio::task::spawn_blocking(move || {
-        if let Some(watch) = &state.config {
-            watch.refresh(&state.engine);
-        }
         let now = knowledge::now();
         let mut conv = match &m.conversation {
             Some(id) => match state.handoff.conversation(id) {
@@ -172,24 +195,9 @@ async fn message(State(state): State<Arc<AppState>>, Json(m): Json<MessageIn>) -
             },
             None => Conversation::new(new_conversation_id(), m.shop.clone()),
         };
-        let available = state
-            .handoff
-            .agents()
-            .iter()
-            .filter(|a| a.status == AgentStatus::Online && a.active.len() < a.capacity)
-            .count();
-        let ctx = Context {
-            now,
-            agents_available: available,
-        };
         let decision = state
-            .engine
-            .respond(&mut conv, &m.text, &ctx)
+            .decide(&mut conv, &m.text, now)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        state.handoff.save(&conv);
-        if let Some(ticket) = Ticket::from_decision(&conv, &decision, now) {
-            state.handoff.enqueue(ticket, now);
-        }
         Ok(serde_json::json!({ "conversation": conv.id, "decision": decision }))
     })
     .await;

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Mutex};
 
 use super::{AppState, MAX_MESSAGE_CHARS};
-use crate::dialog::{Action, Context, Conversation, Reason, Speaker};
-use crate::handoff::{AgentStatus, HandoffStore, Ticket};
+use crate::dialog::{Action, Conversation, Reason, Speaker};
+use crate::handoff::HandoffStore;
 use crate::knowledge;
 use crate::store::StoredConversation;
 
@@ -476,37 +476,16 @@ async fn handle(
     let state2 = state.clone();
     let id2 = id.to_string();
     let text2 = text.clone();
-    let decision = tokio::task::spawn_blocking(move || {
-        if let Some(watch) = &state2.config {
-            watch.refresh(&state2.engine);
-        }
+    let (decision, conv) = tokio::task::spawn_blocking(move || {
         let mut conv = state2
             .handoff
             .conversation(&id2)
             .unwrap_or_else(|| Conversation::new(id2.clone(), shop));
-        let available = state2
-            .handoff
-            .agents()
-            .iter()
-            .filter(|a| a.status == AgentStatus::Online && a.active.len() < a.capacity)
-            .count();
-        let ctx = Context {
-            now,
-            agents_available: available,
-        };
-        let decision = state2.engine.respond(&mut conv, &text2, &ctx);
-        if let Ok(d) = &decision {
-            state2.handoff.save(&conv);
-            if let Some(ticket) = Ticket::from_decision(&conv, d, now) {
-                state2.handoff.enqueue(ticket, now);
-            }
-        }
-        decision.map(|d| (d, conv))
+        state2.decide(&mut conv, &text2, now).map(|d| (d, conv))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    let (decision, conv) = decision;
 
     let shopper = s.next_event(0, Speaker::Shopper, text, Vec::new(), None, now);
     let reply = match decision.action {
