@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod cli;
 
-use honeydesk::config::{Config, BUNDLED_MODEL, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_FAQ, DEMO_SHOP};
+use honeydesk::config::{Config, BUNDLED_MODEL, DEMO_FAQ, DEMO_SHOP};
 use honeydesk::eval::intent::{IntentMetrics, Scored};
 use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::nlu::{self, data, datasets, train::EpochReport, IntentModel, TrainConfig};
@@ -179,6 +179,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API keys for operators, merchants and agents.
+    Keys {
+        #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: cli::serve::KeysCommand,
+    },
     /// Serve the bundled demo shop (trains the bundled intent model first if it is missing).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -347,6 +354,7 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Faq { data_dir, command } => cli::faq::run(command, &data_dir),
         Command::Risk { command } => cli::risk::run(command),
+        Command::Keys { data_dir, command } => cli::serve::keys(command, &data_dir),
         Command::Chat {
             shop,
             config,
@@ -368,7 +376,7 @@ fn run(cli: Cli) -> Result<()> {
                 device,
                 dialog_config: config,
             };
-            serve(config)
+            cli::serve::run(config)
         }
     }
 }
@@ -554,77 +562,4 @@ fn write_dataset(name: DatasetName, out: &Path, src: Option<PathBuf>) -> Result<
         )?,
     }
     Ok(())
-}
-
-fn serve(config: Config) -> Result<()> {
-    let device = nlu::device(&config.device)?;
-    if !config.model_dir.join("meta.json").exists() {
-        eprintln!(
-            "no intent model in {}: training it from {BUNDLED_TRAIN}",
-            config.model_dir.display()
-        );
-        let cfg = TrainConfig {
-            device: device.clone(),
-            ..TrainConfig::default()
-        };
-        train_to(
-            Path::new(BUNDLED_TRAIN),
-            Some(Path::new(BUNDLED_VAL)),
-            &config.model_dir,
-            &cfg,
-        )?;
-    }
-    let model = IntentModel::load(&config.model_dir, &device)
-        .with_context(|| format!("loading {}", config.model_dir.display()))?;
-    let knowledge = Knowledge::open(
-        &config.data_dir,
-        Analyzer::default(),
-        RankWeights::default(),
-    );
-    if !knowledge.has_shop(DEMO_SHOP) {
-        let n = knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
-        eprintln!(
-            "imported the demo shop's FAQ ({n} entries from {DEMO_FAQ}) into {}",
-            config.data_dir.display()
-        );
-    }
-    let dialog_config = if config.dialog_config.exists() {
-        honeydesk::dialog::DialogConfig::load(&config.dialog_config)?
-    } else {
-        eprintln!(
-            "no {}: using the platform defaults",
-            config.dialog_config.display()
-        );
-        honeydesk::dialog::DialogConfig::default()
-    };
-    let life_care = honeydesk::risk::model::LifeCareModel::load(Path::new(
-        honeydesk::risk::model::BUNDLED_MODEL,
-    ))
-    .context("loading the life-care model")?;
-    let engine = honeydesk::dialog::Engine::new(
-        Arc::new(model),
-        Arc::new(knowledge),
-        Some(Arc::new(life_care)),
-        dialog_config,
-    );
-    let watch = honeydesk::dialog::ConfigWatch::new(&config.dialog_config);
-    let store = honeydesk::store::SqliteStore::open(&config.data_dir)
-        .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
-    let state = Arc::new(honeydesk::server::AppState::new(
-        engine,
-        Some(watch),
-        Arc::new(store),
-    ));
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        eprintln!("honeydesk listening on http://{}", listener.local_addr()?);
-        honeydesk::server::run(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-        Ok(())
-    })
 }

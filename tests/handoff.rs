@@ -102,8 +102,13 @@ fn assignment_goes_to_the_least_loaded_online_agent_with_the_skill() {
     assert_eq!(h.waiting("general")[0].conversation, "g5");
     assert_eq!(h.available("general"), 0);
     assert!(
-        h.pick("di", "g5", now).is_ok(),
-        "an agent may pick from the queue"
+        h.pick("di", "g5", now).is_err(),
+        "agents reach only the conversations of their queues"
+    );
+    h.set_status("ed", AgentStatus::Online).unwrap();
+    assert!(
+        h.pick("ed", "g5", now).is_ok(),
+        "an agent may pick from its queue"
     );
 }
 

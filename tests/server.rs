@@ -1,64 +1,16 @@
 //! The HTTP front, started on a loopback port and spoken to over real TCP.
 
-use std::sync::Arc;
-
-use honeydesk::dialog::{ConfigWatch, DialogConfig, Engine};
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
-use honeydesk::nlu::IntentModel;
-use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL};
-use honeydesk::server::{self, AppState};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::common::root;
-
-fn store(dir: &std::path::Path) -> Arc<honeydesk::store::SqliteStore> {
-    Arc::new(honeydesk::store::SqliteStore::open(dir).unwrap())
-}
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
+use crate::net::{get, post, start, Options};
 
 #[tokio::test]
 async fn health_and_classify_answer_over_http() {
-    let model =
-        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let knowledge = Knowledge::open(data.path(), Analyzer::default(), RankWeights::default());
-    knowledge
-        .import_file(
-            "demo",
-            &root().join("knowledge/demo.csv"),
-            None,
-            ImportMode::Replace,
-        )
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let life_care = LifeCareModel::load(&root().join(BUNDLED_MODEL)).unwrap();
-    let engine = Engine::new(
-        Arc::new(model),
-        Arc::new(knowledge),
-        Some(Arc::new(life_care)),
-        DialogConfig::default(),
-    );
-    let state = Arc::new(AppState::new(engine, None, store(data.path())));
-    let server = tokio::spawn(server::run(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = start(Options {
+        life_care: true,
+        ..Options::default()
+    })
+    .await;
+    let addr = server.addr;
 
     let (status, body) = get(addr, "/healthz").await;
     assert_eq!(status, 200, "{body}");
@@ -95,64 +47,22 @@ async fn health_and_classify_answer_over_http() {
     let (status, _) = get(addr, "/v1/faq/search?shop=..%2Fetc&text=hi").await;
     assert_eq!(status, 400);
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-}
-
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
+    server.stop().await;
 }
 
 /// `serve` follows its config file: `honeydesk tune --apply` (here, the file rewritten the way it
 /// writes it) changes the thresholds the next decision uses, without a restart.
 #[tokio::test]
 async fn messages_go_through_the_engine_and_follow_the_config_file() {
-    let data = tempfile::tempdir().unwrap();
-    let knowledge = Knowledge::open(data.path(), Analyzer::default(), RankWeights::default());
-    knowledge
-        .import_file(
-            "demo",
-            &root().join("knowledge/demo.csv"),
-            None,
-            ImportMode::Replace,
-        )
-        .unwrap();
-    let config_path = data.path().join("honeydesk.toml");
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = config_dir.path().join("honeydesk.toml");
     std::fs::copy(root().join("honeydesk.toml"), &config_path).unwrap();
-    let model =
-        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
-    let engine = Engine::new(
-        Arc::new(model),
-        Arc::new(knowledge),
-        None,
-        DialogConfig::load(&config_path).unwrap(),
-    );
-    let state = Arc::new(AppState::new(
-        engine,
-        Some(ConfigWatch::new(&config_path)),
-        store(data.path()),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = start(Options {
+        config: Some(config_path.clone()),
+        ..Options::default()
+    })
+    .await;
+    let addr = server.addr;
 
     let ask = |conv: Option<&str>, text: &str| {
         let mut body = serde_json::json!({"shop": "demo", "text": text});
@@ -206,6 +116,5 @@ async fn messages_go_through_the_engine_and_follow_the_config_file() {
     assert!((faq_threshold(&v) - 0.95).abs() < 1e-6, "{v}");
     assert_ne!(v["decision"]["trace"]["rule"], "faq.confident", "{v}");
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

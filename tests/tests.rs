@@ -1,11 +1,13 @@
 //! honeydesk's integration tests: one binary, a module per area (see STYLE.md).
 
+mod agent;
 mod common;
 mod dialog;
 mod eval;
 mod handoff;
 mod intent;
 mod knowledge;
+mod net;
 mod risk;
 mod server;
 mod ws;

@@ -1,85 +1,21 @@
 //! The shopper websocket over a real loopback connection: open, ack, replies, retries, resume
 //! with exactly the missed events, and error frames that keep the connection open.
 
-use std::sync::Arc;
-
-use futures_util::{SinkExt, StreamExt};
-use honeydesk::dialog::{DialogConfig, Engine};
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
-use honeydesk::nlu::IntentModel;
-use honeydesk::server::{self, AppState};
-use serde_json::{json, Value};
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::root;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn start() -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tempfile::TempDir,
-) {
-    let data = tempfile::tempdir().unwrap();
-    let knowledge = Knowledge::open(data.path(), Analyzer::default(), RankWeights::default());
-    knowledge
-        .import_file(
-            "demo",
-            &root().join("knowledge/demo.csv"),
-            None,
-            ImportMode::Replace,
-        )
-        .unwrap();
-    let model =
-        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
-    let engine = Engine::new(
-        Arc::new(model),
-        Arc::new(knowledge),
-        None,
-        DialogConfig::default(),
-    );
-    let state = Arc::new(AppState::new(
-        engine,
-        None,
-        Arc::new(honeydesk::store::SqliteStore::open(data.path()).unwrap()),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::run(listener, state, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop, data)
-}
+use crate::net::{self, next, send, Options, Socket};
 
 async fn connect(addr: std::net::SocketAddr) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
-        .await
-        .unwrap();
-    socket
-}
-
-async fn send(s: &mut Socket, v: Value) {
-    s.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-async fn next(s: &mut Socket) -> Value {
-    loop {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("the connection is open")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
+    net::connect(addr, "/v1/ws").await
 }
 
 #[tokio::test]
 async fn a_conversation_is_acked_answered_retried_and_resumed() {
-    let (addr, stop, _data) = start().await;
+    let server = net::start(Options::default()).await;
+    let addr = server.addr;
     let mut ws = connect(addr).await;
     send(
         &mut ws,
@@ -200,7 +136,7 @@ async fn a_conversation_is_acked_answered_retried_and_resumed() {
     )
     .await;
     assert_eq!(next(&mut stranger).await["code"], "unknown_shop");
-    stop.send(()).unwrap();
+    server.stop().await;
 }
 
 async fn wait_ready(addr: std::net::SocketAddr) {

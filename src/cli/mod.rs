@@ -4,3 +4,4 @@ pub mod eval;
 pub mod faq;
 pub mod report;
 pub mod risk;
+pub mod serve;

@@ -102,6 +102,14 @@ impl Reason {
     }
 
     /// The queue (skill) this reason goes to.
+    /// The name of the reason as the wire and the metrics spell it.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
     pub fn queue(self) -> &'static str {
         match self {
             Reason::LifeCare | Reason::DangerousMedicine => "life_care",
@@ -115,6 +123,15 @@ impl Reason {
         }
     }
 }
+
+/// Every human queue, highest-priority first.
+pub const QUEUES: &[&str] = &[
+    "life_care",
+    "disputes",
+    "elderly_care",
+    "after_sales",
+    "general",
+];
 
 /// One quick-reply choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,12 +2,15 @@
 //! assignment, escalation of life-care chats nobody takes, transfer, notes, and the way back to
 //! the bot.
 //!
-//! Everything lives behind [`HandoffStore`]; [`MemoryHandoff`] keeps it in memory and the server
-//! issue adds a durable one. The memory store keeps tickets, agents and conversations under one
-//! lock: an assignment reads the queue and the agents and changes both, and one lock makes that
-//! atomic without lock-ordering rules. Handoffs are rare next to messages, so the lock is cold.
+//! Everything lives behind [`HandoffStore`]. [`MemoryHandoff`] keeps tickets, agents and
+//! conversations under one lock: an assignment reads the queue and the agents and changes both,
+//! and one lock makes that atomic without lock-ordering rules. Handoffs are rare next to
+//! messages, so the lock is cold. Given a [`Journal`] (the server's SQLite store), every change is
+//! written through before the lock is released, and [`MemoryHandoff::durable`] reads it all back
+//! after a restart: waiting tickets, assignments, agents and the conversations they concern.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, FixedOffset};
@@ -53,6 +56,10 @@ pub struct Agent {
     pub supervisor: bool,
     /// Conversations this agent owns now.
     pub active: Vec<String>,
+    /// The shop this agent works for; `None` for the platform's own agents (the life-care
+    /// specialists of a programme like 关爱生命 serve every shop).
+    #[serde(default)]
+    pub shop: Option<String>,
 }
 
 impl Agent {
@@ -65,6 +72,7 @@ impl Agent {
             status: AgentStatus::Online,
             supervisor: false,
             active: Vec::new(),
+            shop: None,
         }
     }
 
@@ -72,6 +80,48 @@ impl Agent {
     pub fn free(&self) -> bool {
         self.status == AgentStatus::Online && self.active.len() < self.capacity
     }
+
+    /// Whether this agent may see and take chats of `shop`.
+    pub fn works_for(&self, shop: &str) -> bool {
+        self.shop.as_deref().is_none_or(|s| s == shop)
+    }
+
+    /// Whether this agent may see `ticket`: its shop, and a queue in the agent's skills (any
+    /// queue once escalated, since escalation exists to reach agents without the skill).
+    pub fn may_see(&self, ticket: &Ticket) -> bool {
+        self.works_for(&ticket.shop)
+            && (self.skills.contains(&ticket.queue)
+                || ticket.escalation != Escalation::None
+                || ticket.agent.as_deref() == Some(self.id.as_str()))
+    }
+}
+
+/// A boxed error from a [`Journal`]: the handoff layer does not know the storage's error type.
+pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What changed in one operation, written in one transaction.
+#[derive(Debug, Default)]
+pub struct Changes<'a> {
+    pub tickets: Vec<&'a Ticket>,
+    /// Tickets closed (resolved).
+    pub removed: Vec<&'a str>,
+    pub agents: Vec<&'a Agent>,
+    pub conversations: Vec<&'a Conversation>,
+}
+
+/// Everything [`MemoryHandoff::durable`] needs to start where the last process stopped.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub tickets: Vec<Ticket>,
+    pub agents: Vec<Agent>,
+    /// The conversations of those tickets.
+    pub conversations: Vec<Conversation>,
+}
+
+/// Durable storage under a [`MemoryHandoff`].
+pub trait Journal: Send + Sync {
+    fn write(&self, changes: &Changes<'_>) -> Result<(), JournalError>;
+    fn load(&self) -> Result<Snapshot, JournalError>;
 }
 
 /// A private note an agent leaves on a conversation (never shown to the shopper).
@@ -179,6 +229,8 @@ pub trait HandoffStore: Send + Sync {
     /// Tickets waiting in `queue`, in the order they will be served.
     fn waiting(&self, queue: &str) -> Vec<Ticket>;
     fn ticket(&self, conversation: &str) -> Option<Ticket>;
+    /// Every open ticket, waiting or assigned, in the order they are served.
+    fn tickets(&self) -> Vec<Ticket>;
 
     /// Give waiting tickets to agents: highest priority first, then longest waiting, each to
     /// the least-loaded free agent with the skill (or any, once escalated).
@@ -231,12 +283,22 @@ struct State {
     tickets: HashMap<String, Ticket>,
     conversations: HashMap<String, Conversation>,
     events: Vec<Event>,
+    /// What the current operation changed, for the journal.
+    dirty: Dirty,
 }
 
-/// The in-memory [`HandoffStore`].
+#[derive(Default)]
+struct Dirty {
+    tickets: HashSet<String>,
+    agents: HashSet<String>,
+    conversations: HashSet<String>,
+}
+
+/// The in-memory [`HandoffStore`], optionally written through to a [`Journal`].
 #[derive(Default)]
 pub struct MemoryHandoff {
     state: Mutex<State>,
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl MemoryHandoff {
@@ -244,8 +306,63 @@ impl MemoryHandoff {
         Self::default()
     }
 
+    /// A store that writes every change to `journal`, starting from what it holds.
+    pub fn durable(journal: Arc<dyn Journal>) -> Result<Self, JournalError> {
+        let snapshot = journal.load()?;
+        let mut state = State::default();
+        for t in snapshot.tickets {
+            state.tickets.insert(t.conversation.clone(), t);
+        }
+        for a in snapshot.agents {
+            state.agents.insert(a.id.clone(), a);
+        }
+        for c in snapshot.conversations {
+            state.conversations.insert(c.id.clone(), c);
+        }
+        Ok(MemoryHandoff {
+            state: Mutex::new(state),
+            journal: Some(journal),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write what the operation changed, before the lock is released so that writes reach the
+    /// journal in the order they happened. A failed write is logged loudly; the in-memory state
+    /// stays right for this process.
+    fn commit(&self, s: &mut State) {
+        let dirty = std::mem::take(&mut s.dirty);
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let changes = Changes {
+            tickets: dirty
+                .tickets
+                .iter()
+                .filter_map(|id| s.tickets.get(id))
+                .collect(),
+            removed: dirty
+                .tickets
+                .iter()
+                .filter(|id| !s.tickets.contains_key(*id))
+                .map(String::as_str)
+                .collect(),
+            agents: dirty
+                .agents
+                .iter()
+                .filter_map(|id| s.agents.get(id))
+                .collect(),
+            conversations: dirty
+                .conversations
+                .iter()
+                .filter_map(|id| s.conversations.get(id))
+                .collect(),
+        };
+        if let Err(e) = journal.write(&changes) {
+            tracing::error!(error = %e, "handoff state not written to the journal");
+        }
     }
 }
 
@@ -272,6 +389,9 @@ impl State {
             .get_mut(agent)
             .expect("caller checked the agent");
         a.active.push(conversation.to_string());
+        self.dirty.agents.insert(agent.to_string());
+        self.dirty.tickets.insert(conversation.to_string());
+        self.dirty.conversations.insert(conversation.to_string());
         let ticket = self
             .tickets
             .get_mut(conversation)
@@ -317,14 +437,25 @@ impl State {
 
     fn release(&mut self, conversation: &str) {
         for a in self.agents.values_mut() {
-            a.active.retain(|c| c != conversation);
+            if a.active.iter().any(|c| c == conversation) {
+                a.active.retain(|c| c != conversation);
+                self.dirty.agents.insert(a.id.clone());
+            }
         }
     }
 }
 
 impl HandoffStore for MemoryHandoff {
     fn add_agent(&self, agent: Agent) {
-        self.lock().agents.insert(agent.id.clone(), agent);
+        let mut s = self.lock();
+        // An agent added again (a new key, changed skills) keeps the chats it owns.
+        let active = match s.agents.get(&agent.id) {
+            Some(old) => old.active.clone(),
+            None => agent.active.clone(),
+        };
+        s.dirty.agents.insert(agent.id.clone());
+        s.agents.insert(agent.id.clone(), Agent { active, ..agent });
+        self.commit(&mut s);
     }
 
     fn set_status(&self, agent: &str, status: AgentStatus) -> Result<(), HandoffError> {
@@ -334,6 +465,8 @@ impl HandoffStore for MemoryHandoff {
             .get_mut(agent)
             .ok_or_else(|| HandoffError::UnknownAgent(agent.to_string()))?;
         a.status = status;
+        s.dirty.agents.insert(agent.to_string());
+        self.commit(&mut s);
         Ok(())
     }
 
@@ -377,14 +510,18 @@ impl HandoffStore for MemoryHandoff {
                     existing.queue = ticket.queue;
                 }
                 s.log(now, &id, what);
+                s.dirty.tickets.insert(id.clone());
             }
             Some(_) => {}
             None => {
                 let what = format!("queued in {} for {:?}", ticket.queue, ticket.reason);
                 s.tickets.insert(id.clone(), ticket);
                 s.log(now, &id, what);
+                s.dirty.tickets.insert(id.clone());
+                s.dirty.conversations.insert(id.clone());
             }
         }
+        self.commit(&mut s);
     }
 
     fn waiting(&self, queue: &str) -> Vec<Ticket> {
@@ -403,6 +540,12 @@ impl HandoffStore for MemoryHandoff {
         self.lock().tickets.get(conversation).cloned()
     }
 
+    fn tickets(&self) -> Vec<Ticket> {
+        let mut v: Vec<Ticket> = self.lock().tickets.values().cloned().collect();
+        v.sort_by(order);
+        v
+    }
+
     fn assign(&self, now: DateTime<FixedOffset>) -> Vec<Assignment> {
         let mut s = self.lock();
         let mut waiting: Vec<Ticket> = s
@@ -414,10 +557,15 @@ impl HandoffStore for MemoryHandoff {
         waiting.sort_by(order);
         let mut out = Vec::new();
         for t in waiting {
-            let candidates = s.agents.values().filter(|a| match t.escalation {
-                Escalation::None => a.free() && a.skills.contains(&t.queue),
-                Escalation::AnyAgent => a.free(),
-                Escalation::Supervisor => a.supervisor && a.status != AgentStatus::Away || a.free(),
+            let candidates = s.agents.values().filter(|a| {
+                a.works_for(&t.shop)
+                    && match t.escalation {
+                        Escalation::None => a.free() && a.skills.contains(&t.queue),
+                        Escalation::AnyAgent => a.free(),
+                        Escalation::Supervisor => {
+                            a.supervisor && a.status != AgentStatus::Away || a.free()
+                        }
+                    }
             });
             let best = candidates
                 .min_by(|a, b| {
@@ -429,6 +577,7 @@ impl HandoffStore for MemoryHandoff {
                 out.push(s.give(&agent, &t.conversation, now));
             }
         }
+        self.commit(&mut s);
         out
     }
 
@@ -455,10 +604,17 @@ impl HandoffStore for MemoryHandoff {
         if t.agent.is_some() {
             return Err(cannot("it is already assigned"));
         }
+        if !a.may_see(t) {
+            return Err(cannot(
+                "the conversation is not in this agent's shop and queues",
+            ));
+        }
         if !a.free() {
             return Err(cannot("the agent is not online with free capacity"));
         }
-        Ok(s.give(agent, conversation, now))
+        let assignment = s.give(agent, conversation, now);
+        self.commit(&mut s);
+        Ok(assignment)
     }
 
     fn escalate(&self, now: DateTime<FixedOffset>, after: Duration) -> Vec<Event> {
@@ -487,9 +643,11 @@ impl HandoffStore for MemoryHandoff {
                     waited.num_seconds()
                 );
                 s.log(now, &id, what);
+                s.dirty.tickets.insert(id.clone());
                 made.push(s.events.last().expect("just logged").clone());
             }
         }
+        self.commit(&mut s);
         made
     }
 
@@ -512,6 +670,8 @@ impl HandoffStore for MemoryHandoff {
                 if let Some(c) = s.conversations.get_mut(conversation) {
                     c.owner = Owner::Queued;
                 }
+                s.dirty.tickets.insert(conversation.to_string());
+                s.dirty.conversations.insert(conversation.to_string());
                 s.log(now, conversation, format!("transferred to queue {queue}"));
             }
             Target::Agent(agent) => {
@@ -526,10 +686,18 @@ impl HandoffStore for MemoryHandoff {
                         why: "the agent is away".into(),
                     });
                 }
+                if !a.works_for(&s.tickets[conversation].shop) {
+                    return Err(HandoffError::CannotTake {
+                        agent,
+                        conversation: conversation.to_string(),
+                        why: "the agent does not work for this shop".into(),
+                    });
+                }
                 s.release(conversation);
                 s.give(&agent, conversation, now);
             }
         }
+        self.commit(&mut s);
         Ok(())
     }
 
@@ -550,6 +718,8 @@ impl HandoffStore for MemoryHandoff {
             text: text.to_string(),
             at: now,
         });
+        s.dirty.tickets.insert(conversation.to_string());
+        self.commit(&mut s);
         Ok(())
     }
 
@@ -575,6 +745,8 @@ impl HandoffStore for MemoryHandoff {
             text: text.to_string(),
             at: now,
         });
+        s.dirty.conversations.insert(conversation.to_string());
+        self.commit(&mut s);
         Ok(())
     }
 
@@ -618,6 +790,9 @@ impl HandoffStore for MemoryHandoff {
             conversation,
             format!("resolved by {agent}, back to the bot"),
         );
+        s.dirty.tickets.insert(conversation.to_string());
+        s.dirty.conversations.insert(conversation.to_string());
+        self.commit(&mut s);
         Ok((ticket, question))
     }
 

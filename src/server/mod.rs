@@ -13,12 +13,32 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+pub mod agent;
+pub mod auth;
+pub mod metrics;
 pub mod ws;
 
-use crate::dialog::{ConfigWatch, Context, Conversation, Decision, DialogError, Engine};
+use crate::dialog::{
+    Action, ConfigWatch, Context, Conversation, Decision, DialogError, Engine, Speaker,
+};
 use crate::handoff::{HandoffStore, MemoryHandoff, Ticket};
 use crate::knowledge::{self, KnowledgeError};
 use crate::store::ChatStore;
+
+/// What happens on the server that agent connections follow: one channel for all, each
+/// connection keeps what concerns its agent.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A new event in a conversation (shopper, bot or agent).
+    Event {
+        conversation: String,
+        event: ws::Event,
+    },
+    /// Someone in a conversation is typing.
+    Typing { conversation: String, from: Speaker },
+    /// Queues or assignments changed: agents refresh their view.
+    Queues,
+}
 
 /// What handlers share.
 pub struct AppState {
@@ -30,30 +50,47 @@ pub struct AppState {
     pub sessions: ws::Sessions,
     /// Where conversations and events are kept.
     pub store: Arc<dyn ChatStore>,
+    /// Everything agent connections follow.
+    pub bus: tokio::sync::broadcast::Sender<Notice>,
+    /// Open agent connections per agent, so the last one to close marks the agent away.
+    pub agent_connections: dashmap::DashMap<String, usize>,
+    /// How long a life-care chat may wait before it escalates (then twice that: a supervisor).
+    pub escalate_after: chrono::Duration,
 }
 
 impl AppState {
-    pub fn new(engine: Engine, config: Option<ConfigWatch>, store: Arc<dyn ChatStore>) -> Self {
+    /// `handoff` is [`MemoryHandoff::durable`] over the same store in a server, plain memory in
+    /// tests that do not restart.
+    pub fn new(
+        engine: Engine,
+        config: Option<ConfigWatch>,
+        store: Arc<dyn ChatStore>,
+        handoff: MemoryHandoff,
+    ) -> Self {
+        // Install the recorder before anything is counted.
+        metrics::handle();
         AppState {
             engine,
-            handoff: MemoryHandoff::new(),
+            handoff,
             config,
             sessions: ws::Sessions::new(),
             store,
+            bus: tokio::sync::broadcast::channel(4096).0,
+            agent_connections: dashmap::DashMap::new(),
+            escalate_after: chrono::Duration::seconds(60),
         }
     }
-}
 
-impl AppState {
     /// One shopper message through the engine, the way every front (HTTP, websocket) does it:
     /// follow the config file, decide with the agents free now, keep the conversation, and queue
-    /// the handoff the decision asks for.
+    /// the handoff the decision asks for (assigning it at once if an agent is free).
     pub fn decide(
         &self,
         conv: &mut Conversation,
         text: &str,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<Decision, DialogError> {
+        let started = std::time::Instant::now();
         if let Some(watch) = &self.config {
             watch.refresh(&self.engine);
         }
@@ -64,9 +101,36 @@ impl AppState {
         let decision = self.engine.respond(conv, text, &ctx)?;
         self.handoff.save(conv);
         if let Some(ticket) = Ticket::from_decision(conv, &decision, now) {
+            metrics::handoff(&ticket.reason.name());
             self.handoff.enqueue(ticket, now);
+            self.dispatch(now);
         }
+        metrics::decision(
+            action_kind(&decision.action),
+            started.elapsed().as_secs_f64(),
+        );
         Ok(decision)
+    }
+
+    /// Escalate life-care chats that waited too long and give waiting chats to free agents;
+    /// tell agent connections when anything changed.
+    pub fn dispatch(&self, now: chrono::DateTime<chrono::FixedOffset>) {
+        let escalated = self.handoff.escalate(now, self.escalate_after);
+        let assigned = self.handoff.assign(now);
+        if !escalated.is_empty() || !assigned.is_empty() {
+            let _ = self.bus.send(Notice::Queues);
+        }
+    }
+}
+
+fn action_kind(action: &Action) -> &'static str {
+    match action {
+        Action::Answer { .. } => "answer",
+        Action::AskFor { .. } => "ask_for",
+        Action::Clarify { .. } => "clarify",
+        Action::Handoff { .. } => "handoff",
+        Action::Closed { .. } => "closed",
+        Action::Silent => "silent",
     }
 }
 
@@ -81,6 +145,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/faq/search", get(faq_search))
         .route("/v1/message", post(message))
         .route("/v1/ws", get(ws::shopper))
+        .route("/v1/agent/ws", get(agent::agent))
+        .route("/metrics", get(metrics_page))
         .with_state(state)
 }
 
@@ -94,6 +160,18 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
             "threshold": state.engine.intents().meta.threshold,
         }
     }))
+}
+
+async fn metrics_page(State(state): State<Arc<AppState>>) -> Response {
+    let body = metrics::render(&state.handoff, knowledge::now());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -208,13 +286,30 @@ async fn message(State(state): State<Arc<AppState>>, Json(m): Json<MessageIn>) -
     }
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves, with the dispatcher (escalation, assignment) ticking every
+/// second.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let ticker = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || state.dispatch(knowledge::now())).await;
+            }
+        })
+    };
+    let served = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    ticker.abort();
+    served
 }

@@ -48,7 +48,21 @@ pub struct Event {
     pub buttons: Vec<String>,
     #[serde(default)]
     pub handoff: Option<HandoffInfo>,
+    /// A link the answer points to, shown as a card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Set on the bot's rating question after an agent resolved the chat: the agent rated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_for: Option<String>,
     pub at: DateTime<FixedOffset>,
+}
+
+/// What a conversation's open connections receive.
+#[derive(Debug, Clone)]
+pub enum Live {
+    Event(Box<Event>),
+    /// Someone else in the conversation is typing.
+    Typing(Speaker),
 }
 
 /// Frames the server sends.
@@ -65,10 +79,16 @@ pub enum Out {
         client_id: String,
         seq: u64,
     },
-    Event(Event),
+    Event(Box<Event>),
     Error {
         code: &'static str,
         message: String,
+    },
+    Typing {
+        from: Speaker,
+    },
+    Rated {
+        seq: u64,
     },
 }
 
@@ -94,59 +114,84 @@ enum In {
         text: String,
     },
     Typing {},
+    /// The shopper's answer to a rating question (the event `seq`).
+    Rating {
+        seq: u64,
+        score: u8,
+    },
 }
 
-const TYPES: &[&str] = &["hello", "message", "typing"];
+const TYPES: &[&str] = &["hello", "message", "typing", "rating"];
 
 /// One conversation's event log, shared by every connection that has it open.
 pub struct Session {
-    shop: String,
+    id: String,
+    pub(crate) shop: String,
     token: String,
     events: Vec<Event>,
     /// client_id → the seq its message got, so a retry is acknowledged, not processed again.
     acks: HashMap<String, u64>,
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Live>,
 }
 
 impl Session {
-    #[allow(clippy::too_many_arguments)]
-    fn next_event(
+    fn new(id: String, shop: String, token: String, events: Vec<Event>) -> Session {
+        let (tx, _) = broadcast::channel(256);
+        Session {
+            id,
+            shop,
+            token,
+            events,
+            acks: HashMap::new(),
+            tx,
+        }
+    }
+
+    /// The event after the last one (and `offset` more), with nothing but its text.
+    pub(crate) fn next_event(
         &self,
         offset: u64,
         from: Speaker,
         text: String,
-        buttons: Vec<String>,
-        handoff: Option<HandoffInfo>,
         at: DateTime<FixedOffset>,
     ) -> Event {
         Event {
             seq: self.events.len() as u64 + 1 + offset,
             from,
             text,
-            buttons,
-            handoff,
+            buttons: Vec::new(),
+            handoff: None,
+            link: None,
+            rating_for: None,
             at,
         }
     }
 
-    /// Add stored events to the log and to every open connection.
-    fn publish(&mut self, events: Vec<Event>) {
+    /// Add stored events to the log, to every open connection, and to the server's bus (agents).
+    pub(crate) fn publish(&mut self, events: Vec<Event>, bus: &broadcast::Sender<super::Notice>) {
         for e in events {
             self.events.push(e.clone());
             // Nobody listening is fine: the event is in the log for the next resume.
-            let _ = self.tx.send(e);
+            let _ = self.tx.send(Live::Event(Box::new(e.clone())));
+            let _ = bus.send(super::Notice::Event {
+                conversation: self.id.clone(),
+                event: e,
+            });
         }
     }
 
+    /// Tell the conversation's connections that `from` is typing.
+    pub(crate) fn typing(&self, from: Speaker) {
+        let _ = self.tx.send(Live::Typing(from));
+    }
+
     fn from_store(stored: &StoredConversation, events: Vec<Event>) -> Session {
-        let (tx, _) = broadcast::channel(256);
-        Session {
-            shop: stored.shop.clone(),
-            token: stored.token.clone(),
+        Session::new(
+            stored.id.clone(),
+            stored.shop.clone(),
+            stored.token.clone(),
             events,
-            acks: HashMap::new(),
-            tx,
-        }
+        )
     }
 }
 
@@ -154,7 +199,7 @@ impl Session {
 pub type Sessions = dashmap::DashMap<String, Arc<Mutex<Session>>>;
 
 /// 128 random bits from the OS, hex.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use std::io::Read;
     let mut buf = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -176,14 +221,7 @@ fn random_token() -> String {
         .collect()
 }
 
-/// Compare without an early exit, so the time taken does not reveal how much of a token matched.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+use super::auth::same;
 
 pub async fn shopper(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
@@ -306,20 +344,18 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
         }
         None => {
             let id = super::new_conversation_id();
-            let (tx, _) = broadcast::channel(256);
             let token = random_token();
             let opened = knowledge::now().to_rfc3339();
             if let Err(e) = state.store.open_conversation(&id, &shop, &token, &opened) {
                 let _ = send(&mut socket, &error("internal", e.to_string())).await;
                 return;
             }
-            let session = Arc::new(Mutex::new(Session {
-                shop: shop.clone(),
+            let session = Arc::new(Mutex::new(Session::new(
+                id.clone(),
+                shop.clone(),
                 token,
-                events: Vec::new(),
-                acks: HashMap::new(),
-                tx,
-            }));
+                Vec::new(),
+            )));
             state.sessions.insert(id.clone(), session.clone());
             state
                 .handoff
@@ -357,7 +393,7 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
     let mut sent = last_seq;
     for e in backlog {
         sent = e.seq;
-        if !send(&mut socket, &Out::Event(e)).await {
+        if !send(&mut socket, &Out::Event(Box::new(e))).await {
             return;
         }
     }
@@ -368,9 +404,12 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
     loop {
         tokio::select! {
             event = rx.recv() => match event {
-                Ok(e) if e.seq > sent => {
+                Ok(Live::Event(e)) if e.seq > sent => {
                     sent = e.seq;
                     if !send(&mut socket, &Out::Event(e)).await { return; }
+                }
+                Ok(Live::Typing(from)) if from != Speaker::Shopper => {
+                    if !send(&mut socket, &Out::Typing { from }).await { return; }
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -378,7 +417,7 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
                     let missed: Vec<Event> = session.lock().await.events.iter().filter(|e| e.seq > sent).cloned().collect();
                     for e in missed {
                         sent = e.seq;
-                        if !send(&mut socket, &Out::Event(e)).await { return; }
+                        if !send(&mut socket, &Out::Event(Box::new(e))).await { return; }
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -394,7 +433,16 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
                         if !send(&mut socket, &error("bad_json", "already open; hello once per connection")).await { return; }
                         continue;
                     }
-                    Ok(Some(In::Typing {})) | Ok(None) => continue,
+                    Ok(Some(In::Typing {})) => {
+                        let _ = state.bus.send(super::Notice::Typing { conversation: id.clone(), from: Speaker::Shopper });
+                        continue;
+                    }
+                    Ok(Some(In::Rating { seq, score })) => {
+                        let out = rate(&state, &id, &session, seq, score).await;
+                        if !send(&mut socket, &out).await { return; }
+                        continue;
+                    }
+                    Ok(None) => continue,
                     Err(out) => {
                         if !send(&mut socket, &out).await { return; }
                         continue;
@@ -430,8 +478,48 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
     }
 }
 
+/// The shopper rates the chat an agent resolved, answering the question event `seq`.
+async fn rate(
+    state: &Arc<AppState>,
+    id: &str,
+    session: &Arc<Mutex<Session>>,
+    seq: u64,
+    score: u8,
+) -> Out {
+    if !(1..=5).contains(&score) {
+        return error("bad_json", "score must be 1 to 5");
+    }
+    let (shop, agent) = {
+        let s = session.lock().await;
+        let asked = s
+            .events
+            .iter()
+            .find(|e| e.seq == seq && e.rating_for.is_some());
+        match asked {
+            Some(e) => (s.shop.clone(), e.rating_for.clone()),
+            None => return error("bad_json", format!("event {seq} does not ask for a rating")),
+        }
+    };
+    let rating = crate::store::Rating {
+        conversation: id.to_string(),
+        seq,
+        shop,
+        agent,
+        score,
+        at: knowledge::now().to_rfc3339(),
+    };
+    match state.store.add_rating(&rating) {
+        Ok(true) => {
+            super::metrics::rating(score);
+            Out::Rated { seq }
+        }
+        Ok(false) => error("bad_json", "already rated"),
+        Err(e) => error("internal", e.to_string()),
+    }
+}
+
 /// The session of a conversation: in memory, or loaded from the store (after a restart).
-fn load_session(state: &Arc<AppState>, id: &str) -> Option<Arc<Mutex<Session>>> {
+pub(crate) fn load_session(state: &Arc<AppState>, id: &str) -> Option<Arc<Mutex<Session>>> {
     if let Some(s) = state.sessions.get(id) {
         return Some(s.clone());
     }
@@ -487,27 +575,38 @@ async fn handle(
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
 
-    let shopper = s.next_event(0, Speaker::Shopper, text, Vec::new(), None, now);
+    let shopper = s.next_event(0, Speaker::Shopper, text, now);
+    let reply = |text: String| s.next_event(1, Speaker::Bot, text, now);
     let reply = match decision.action {
-        Action::Answer { text, buttons, .. } => Some((text, buttons, None)),
-        Action::AskFor { text, .. } | Action::Closed { text } => Some((text, Vec::new(), None)),
-        Action::Clarify { text, choices } => {
-            Some((text, choices.into_iter().map(|c| c.label).collect(), None))
-        }
+        Action::Answer {
+            text,
+            buttons,
+            link,
+            ..
+        } => Some(Event {
+            buttons,
+            link,
+            ..reply(text)
+        }),
+        Action::AskFor { text, .. } | Action::Closed { text } => Some(reply(text)),
+        Action::Clarify { text, choices } => Some(Event {
+            buttons: choices.into_iter().map(|c| c.label).collect(),
+            ..reply(text)
+        }),
         Action::Handoff {
             reason,
             queue,
-            reply,
+            reply: text,
             ..
-        } => Some((reply, Vec::new(), Some(HandoffInfo { reason, queue }))),
+        } => Some(Event {
+            handoff: Some(HandoffInfo { reason, queue }),
+            ..reply(text)
+        }),
         Action::Silent => None,
     };
     let mut batch = vec![(shopper.clone(), Some(client_id.clone()))];
-    if let Some((text, buttons, handoff)) = reply {
-        batch.push((
-            s.next_event(1, Speaker::Bot, text, buttons, handoff, now),
-            None,
-        ));
+    if let Some(event) = reply {
+        batch.push((event, None));
     }
     // Durable first: only what is stored is acknowledged and shown.
     state.store.append(id, &batch).map_err(|e| e.to_string())?;
@@ -515,7 +614,8 @@ async fn handle(
         tracing::warn!(conversation = id, error = %e, "conversation state not saved");
     }
     s.acks.insert(client_id.clone(), shopper.seq);
-    s.publish(batch.into_iter().map(|(e, _)| e).collect());
+    s.publish(batch.into_iter().map(|(e, _)| e).collect(), &state.bus);
+    let _ = state.bus.send(super::Notice::Queues);
     Ok(Out::Ack {
         client_id,
         seq: shopper.seq,

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::dialog::Conversation;
+use crate::handoff::{self, Changes, Journal, JournalError, Snapshot};
+use crate::server::auth::Role;
 use crate::server::ws::Event;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +52,36 @@ pub trait ChatStore: Send + Sync {
     fn events_after(&self, conversation: &str, after: u64) -> Result<Vec<Event>>;
     /// The sequence number a shopper message with this client id got, if it was stored.
     fn ack_of(&self, conversation: &str, client_id: &str) -> Result<Option<u64>>;
+
+    /// Keep a key (its hash) for `role`.
+    fn add_key(&self, hash: &str, role: &Role, label: &str, at: &str) -> Result<()>;
+    /// The role of the key with this hash.
+    fn key_role(&self, hash: &str) -> Result<Option<Role>>;
+    /// How many keys there are (`serve` creates demo keys in an empty store).
+    fn key_count(&self) -> Result<usize>;
+    /// A satisfaction rating for the question event `seq`. `false` if that question was rated.
+    fn add_rating(&self, rating: &Rating) -> Result<bool>;
+    /// Ratings of a shop's chats: (count, mean score).
+    fn rating_summary(&self, shop: &str) -> Result<(usize, f64)>;
+}
+
+/// A shopper's 1-5 rating of a chat an agent resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rating {
+    pub conversation: String,
+    /// The event that asked for it.
+    pub seq: u64,
+    pub shop: String,
+    pub agent: Option<String>,
+    pub score: u8,
+    pub at: String,
 }
 
 /// The migrations, in order.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_conversations.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_conversations.sql"),
+    include_str!("../../migrations/0002_handoff_and_keys.sql"),
+];
 
 /// SQLite behind a mutex: writes are serialised by SQLite anyway, and a chat message is one small
 /// transaction.
@@ -182,6 +210,126 @@ impl ChatStore for SqliteStore {
             .optional()?
             .map(|s| s as u64))
     }
+
+    fn add_key(&self, hash: &str, role: &Role, label: &str, at: &str) -> Result<()> {
+        let (shop, agent) = match role {
+            Role::Operator => (None, None),
+            Role::Merchant { shop } => (Some(shop.as_str()), None),
+            Role::Agent { agent } => (None, Some(agent.as_str())),
+        };
+        self.conn().execute(
+            "INSERT INTO keys (hash, role, shop, agent, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![hash, role.name(), shop, agent, label, at],
+        )?;
+        Ok(())
+    }
+
+    fn key_role(&self, hash: &str) -> Result<Option<Role>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT role, shop, agent FROM keys WHERE hash = ?1",
+                params![hash],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row.and_then(|(role, shop, agent)| match role.as_str() {
+            "operator" => Some(Role::Operator),
+            "merchant" => shop.map(|shop| Role::Merchant { shop }),
+            "agent" => agent.map(|agent| Role::Agent { agent }),
+            _ => None,
+        }))
+    }
+
+    fn key_count(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM keys", [], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    fn add_rating(&self, r: &Rating) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO ratings (conversation, seq, shop, agent, score, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![r.conversation, r.seq as i64, r.shop, r.agent, r.score, r.at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn rating_summary(&self, shop: &str) -> Result<(usize, f64)> {
+        let (n, mean): (i64, Option<f64>) = self.conn().query_row(
+            "SELECT count(*), avg(score) FROM ratings WHERE shop = ?1",
+            params![shop],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n as usize, mean.unwrap_or(0.0)))
+    }
+}
+
+impl Journal for SqliteStore {
+    fn write(&self, changes: &Changes<'_>) -> std::result::Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for t in &changes.tickets {
+            tx.execute(
+                "INSERT INTO tickets (conversation, shop, queue, agent, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(conversation) DO UPDATE SET shop = ?2, queue = ?3, agent = ?4, body = ?5",
+                params![t.conversation, t.shop, t.queue, t.agent, serde_json::to_string(t)?],
+            )?;
+        }
+        for id in &changes.removed {
+            tx.execute("DELETE FROM tickets WHERE conversation = ?1", params![id])?;
+        }
+        for a in &changes.agents {
+            tx.execute(
+                "INSERT INTO agents (id, shop, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET shop = ?2, body = ?3",
+                params![a.id, a.shop, serde_json::to_string(a)?],
+            )?;
+        }
+        for c in &changes.conversations {
+            // Only conversations the store opened have a row; others (POST /v1/message) are
+            // kept in memory.
+            tx.execute(
+                "UPDATE conversations SET state = ?2 WHERE id = ?1",
+                params![c.id, serde_json::to_string(c)?],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load(&self) -> std::result::Result<Snapshot, JournalError> {
+        let conn = self.conn();
+        let mut snapshot = Snapshot::default();
+        let mut stmt = conn.prepare("SELECT body FROM tickets")?;
+        for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            snapshot
+                .tickets
+                .push(serde_json::from_str::<handoff::Ticket>(&body?)?);
+        }
+        let mut stmt = conn.prepare("SELECT body FROM agents ORDER BY id")?;
+        for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            snapshot
+                .agents
+                .push(serde_json::from_str::<handoff::Agent>(&body?)?);
+        }
+        let mut stmt = conn.prepare(
+            "SELECT c.state FROM conversations c JOIN tickets t ON t.conversation = c.id
+             WHERE c.state IS NOT NULL",
+        )?;
+        for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            snapshot.conversations.push(serde_json::from_str(&body?)?);
+        }
+        Ok(snapshot)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +344,8 @@ mod tests {
             text: text.into(),
             buttons: vec![],
             handoff: None,
+            link: None,
+            rating_for: None,
             at: crate::knowledge::import::parse_time("2026-11-25 10:00", false).unwrap(),
         }
     }
