@@ -139,6 +139,14 @@ async fn a_conversation_is_acked_answered_retried_and_resumed() {
     server.stop().await;
 }
 
+async fn agent_socket(addr: std::net::SocketAddr, token: &str) -> Socket {
+    let mut agent = net::connect(addr, "/v1/agent/ws").await;
+    send(&mut agent, json!({"type": "auth", "v": 1, "token": token})).await;
+    let ready = next(&mut agent).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    agent
+}
+
 async fn wait_ready(addr: std::net::SocketAddr) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -192,6 +200,34 @@ async fn a_killed_server_loses_no_acknowledged_message() {
             }
         }
     }
+    // The chat goes to a human, and the demo agent (its key is in the data directory) takes it.
+    send(
+        &mut ws,
+        json!({"type": "message", "client_id": "k-human", "text": "转人工"}),
+    )
+    .await;
+    net::until(&mut ws, |v| v["type"] == "ack").await;
+    let keys = std::fs::read_to_string(data.path().join("demo-keys.txt")).unwrap();
+    let agent_token = keys
+        .lines()
+        .find(|l| l.starts_with("agent"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    let mut agent = agent_socket(addr, &agent_token).await;
+    let assigned = net::until(&mut agent, |v| v["type"] == "assigned").await;
+    assert_eq!(assigned["ticket"]["conversation"], conv);
+    send(
+        &mut agent,
+        json!({"type": "reply", "conversation": conv, "client_id": "a1", "text": "您好，我是人工客服小美"}),
+    )
+    .await;
+    let agent_ack = net::until(&mut agent, |v| v["type"] == "ack").await;
+    acked.push((
+        agent_ack["seq"].as_u64().unwrap(),
+        "您好，我是人工客服小美".into(),
+    ));
+
     // SIGKILL: no shutdown, no flush beyond what was committed.
     server.kill().unwrap();
     server.wait().unwrap();
@@ -220,11 +256,13 @@ async fn a_killed_server_loses_no_acknowledged_message() {
     );
     for (seq, text) in &acked {
         let e = &events[*seq as usize - 1];
-        assert_eq!(
-            (e["from"].as_str(), e["text"].as_str()),
-            (Some("shopper"), Some(text.as_str()))
-        );
+        assert_eq!(e["text"].as_str(), Some(text.as_str()), "{e}");
     }
+    assert_eq!(events.last().unwrap()["from"], "agent");
+    // The assignment survived: the agent reconnects and the chat is still its own.
+    let mut agent = agent_socket(addr, &agent_token).await;
+    let view = net::until(&mut agent, |v| v["type"] == "queues").await;
+    assert_eq!(view["mine"][0]["conversation"], conv, "{view}");
     // A retry of an acknowledged message after the restart is recognised, not processed again.
     send(
         &mut again,
