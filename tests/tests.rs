@@ -1,5 +1,6 @@
 //! honeydesk's integration tests: one binary, a module per area (see STYLE.md).
 
+mod admin;
 mod agent;
 mod common;
 mod dialog;

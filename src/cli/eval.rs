@@ -270,36 +270,13 @@ pub fn tune(args: EvalArgs, config_path: &Path, apply: bool) -> Result<()> {
 
 /// Set the shop's thresholds in the TOML file, keeping everything else as written.
 pub fn apply_thresholds(path: &Path, shop: &str, p: &SweepPoint) -> Result<()> {
-    let text = if path.exists() {
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-    } else {
-        String::new()
+    let change = honeydesk::dialog::PolicyOverride {
+        intent_threshold: Some(p.intent_threshold),
+        faq_threshold: Some(p.faq_threshold),
+        ambiguity_gap: Some(p.ambiguity_gap),
+        ..Default::default()
     };
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let shops = doc
-        .entry("shops")
-        .or_insert_with(|| {
-            let mut t = toml_edit::Table::new();
-            t.set_implicit(true);
-            toml_edit::Item::Table(t)
-        })
-        .as_table_mut()
-        .context("`shops` is not a table")?;
-    let table = shops
-        .entry(shop)
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-        .as_table_mut()
-        .with_context(|| format!("`shops.{shop}` is not a table"))?;
-    let round = |x: f32| ((x as f64) * 100.0).round() / 100.0;
-    table["intent_threshold"] = toml_edit::value(round(p.intent_threshold));
-    table["faq_threshold"] = toml_edit::value(round(p.faq_threshold));
-    table["ambiguity_gap"] = toml_edit::value(round(p.ambiguity_gap));
-    let out = doc.to_string();
-    // What is written must still be a valid config.
-    DialogConfig::parse(&out).map_err(|e| anyhow::anyhow!("the tuned config is invalid: {e}"))?;
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+    DialogConfig::write_override(path, shop, &change)?;
     Ok(())
 }
 

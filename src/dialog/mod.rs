@@ -306,6 +306,11 @@ impl ConfigWatch {
         }
     }
 
+    /// The file followed.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
         let m = std::fs::metadata(path).ok()?;
         Some((m.modified().ok()?, m.len()))

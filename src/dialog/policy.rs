@@ -173,6 +173,63 @@ impl DialogConfig {
         Ok(())
     }
 
+    /// Set the fields `change` gives in `shop`'s section of the TOML file at `path`, keeping
+    /// everything else as written (comments included), and check the result is still a valid
+    /// config before writing it. A running `serve` picks the change up with the next message.
+    pub fn write_override(
+        path: &Path,
+        shop: &str,
+        change: &PolicyOverride,
+    ) -> Result<DialogConfig, DialogError> {
+        let bad = |reason: String| DialogError::Config {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| bad(format!("{e}")))?;
+        let shops = doc
+            .entry("shops")
+            .or_insert_with(|| {
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                toml_edit::Item::Table(t)
+            })
+            .as_table_mut()
+            .ok_or_else(|| bad("`shops` is not a table".into()))?;
+        let table = shops
+            .entry(shop)
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| bad(format!("`shops.{shop}` is not a table")))?;
+        // The change as TOML (unset fields are left out), merged key by key.
+        let round = |x: Option<f32>| x.map(|x| ((x as f64) * 100.0).round() / 100.0);
+        let mut fields = toml::Table::try_from(change).map_err(|e| bad(e.to_string()))?;
+        for (name, v) in [
+            ("intent_threshold", round(change.intent_threshold)),
+            ("ambiguity_gap", round(change.ambiguity_gap)),
+            ("faq_threshold", round(change.faq_threshold)),
+        ] {
+            if let Some(v) = v {
+                fields.insert(name.into(), toml::Value::Float(v));
+            }
+        }
+        let fields: toml_edit::DocumentMut = toml::to_string(&fields)
+            .map_err(|e| bad(e.to_string()))?
+            .parse()
+            .map_err(|e| bad(format!("{e}")))?;
+        for (key, item) in fields.iter() {
+            table[key] = item.clone();
+        }
+        let out = doc.to_string();
+        let config = DialogConfig::parse(&out).map_err(bad)?;
+        std::fs::write(path, out).map_err(|e| bad(e.to_string()))?;
+        Ok(config)
+    }
+
     /// The complete policy in force for `shop`.
     pub fn policy(&self, shop: &str) -> Policy {
         let mut p = self.defaults.clone();

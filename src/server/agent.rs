@@ -536,7 +536,7 @@ async fn reply(
     let event = s.next_event(0, Speaker::Agent, text, now);
     if let Err(e) = state
         .store
-        .append(conversation, &[(event.clone(), Some(stored_id))])
+        .append(conversation, &[(event.clone(), Some(stored_id))], None)
     {
         return error("internal", e.to_string());
     }
@@ -564,7 +564,10 @@ async fn resolve(state: &Arc<AppState>, agent: &str, conversation: &str) -> Out 
             rating_for: Some(agent.to_string()),
             ..s.next_event(0, Speaker::Bot, question, now)
         };
-        if let Err(e) = state.store.append(conversation, &[(event.clone(), None)]) {
+        if let Err(e) = state
+            .store
+            .append(conversation, &[(event.clone(), None)], None)
+        {
             return error("internal", e.to_string());
         }
         s.publish(vec![event], &state.bus);

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod metrics;
@@ -123,7 +124,7 @@ impl AppState {
     }
 }
 
-fn action_kind(action: &Action) -> &'static str {
+pub(crate) fn action_kind(action: &Action) -> &'static str {
     match action {
         Action::Answer { .. } => "answer",
         Action::AskFor { .. } => "ask_for",
@@ -147,6 +148,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/ws", get(ws::shopper))
         .route("/v1/agent/ws", get(agent::agent))
         .route("/metrics", get(metrics_page))
+        .merge(admin::routes())
         .with_state(state)
 }
 

@@ -576,6 +576,18 @@ async fn handle(
     .map_err(|e| e.to_string())?;
 
     let shopper = s.next_event(0, Speaker::Shopper, text, now);
+    let record = crate::store::DecisionRecord {
+        conversation: id.to_string(),
+        seq: shopper.seq,
+        shop: s.shop.clone(),
+        kind: super::action_kind(&decision.action).to_string(),
+        reason: match &decision.action {
+            Action::Handoff { reason, .. } => Some(reason.name()),
+            _ => None,
+        },
+        at: now.to_rfc3339(),
+        trace: decision.trace.clone(),
+    };
     let reply = |text: String| s.next_event(1, Speaker::Bot, text, now);
     let reply = match decision.action {
         Action::Answer {
@@ -609,7 +621,10 @@ async fn handle(
         batch.push((event, None));
     }
     // Durable first: only what is stored is acknowledged and shown.
-    state.store.append(id, &batch).map_err(|e| e.to_string())?;
+    state
+        .store
+        .append(id, &batch, Some(&record))
+        .map_err(|e| e.to_string())?;
     if let Err(e) = state.store.save_state(&conv) {
         tracing::warn!(conversation = id, error = %e, "conversation state not saved");
     }

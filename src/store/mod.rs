@@ -45,9 +45,18 @@ pub trait ChatStore: Send + Sync {
     fn open_conversation(&self, id: &str, shop: &str, token: &str, at: &str) -> Result<()>;
     fn conversation(&self, id: &str) -> Result<Option<StoredConversation>>;
     fn save_state(&self, conv: &Conversation) -> Result<()>;
-    /// Store events (with the client id of a shopper message) in one transaction; returns once
-    /// they are durable.
-    fn append(&self, conversation: &str, events: &[(Event, Option<String>)]) -> Result<()>;
+    /// Store events (with the client id of a shopper message), and the decision they carry, in
+    /// one transaction; returns once they are durable.
+    fn append(
+        &self,
+        conversation: &str,
+        events: &[(Event, Option<String>)],
+        decision: Option<&DecisionRecord>,
+    ) -> Result<()>;
+    /// A shop's stored decisions, oldest first, at most `limit` (the newest ones).
+    fn decisions(&self, shop: &str, limit: usize) -> Result<Vec<DecisionRecord>>;
+    /// A shop's conversations, newest first: (id, opened_at), at most `limit`.
+    fn conversations(&self, shop: &str, limit: usize) -> Result<Vec<(String, String)>>;
     /// Events with a sequence number above `after`, in order.
     fn events_after(&self, conversation: &str, after: u64) -> Result<Vec<Event>>;
     /// The sequence number a shopper message with this client id got, if it was stored.
@@ -63,6 +72,19 @@ pub trait ChatStore: Send + Sync {
     fn add_rating(&self, rating: &Rating) -> Result<bool>;
     /// Ratings of a shop's chats: (count, mean score).
     fn rating_summary(&self, shop: &str) -> Result<(usize, f64)>;
+}
+
+/// A decision as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    pub conversation: String,
+    /// The shopper event it answered.
+    pub seq: u64,
+    pub shop: String,
+    pub kind: String,
+    pub reason: Option<String>,
+    pub at: String,
+    pub trace: crate::dialog::Trace,
 }
 
 /// A shopper's 1-5 rating of a chat an agent resolved.
@@ -81,6 +103,7 @@ pub struct Rating {
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_conversations.sql"),
     include_str!("../../migrations/0002_handoff_and_keys.sql"),
+    include_str!("../../migrations/0003_decisions.sql"),
 ];
 
 /// SQLite behind a mutex: writes are serialised by SQLite anyway, and a chat message is one small
@@ -171,7 +194,12 @@ impl ChatStore for SqliteStore {
         Ok(())
     }
 
-    fn append(&self, conversation: &str, events: &[(Event, Option<String>)]) -> Result<()> {
+    fn append(
+        &self,
+        conversation: &str,
+        events: &[(Event, Option<String>)],
+        decision: Option<&DecisionRecord>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for (event, client_id) in events {
@@ -181,8 +209,68 @@ impl ChatStore for SqliteStore {
                 params![conversation, event.seq as i64, client_id, body],
             )?;
         }
+        if let Some(d) = decision {
+            tx.execute(
+                "INSERT INTO decisions (conversation, seq, shop, kind, reason, at, trace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    d.conversation,
+                    d.seq as i64,
+                    d.shop,
+                    d.kind,
+                    d.reason,
+                    d.at,
+                    serde_json::to_string(&d.trace)?
+                ],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    fn decisions(&self, shop: &str, limit: usize) -> Result<Vec<DecisionRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT conversation, seq, shop, kind, reason, at, trace FROM
+               (SELECT * FROM decisions WHERE shop = ?1 ORDER BY at DESC, seq DESC LIMIT ?2)
+             ORDER BY at, seq",
+        )?;
+        let rows = stmt.query_map(params![shop, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (conversation, seq, shop, kind, reason, at, trace) = row?;
+            out.push(DecisionRecord {
+                conversation,
+                seq: seq as u64,
+                shop,
+                kind,
+                reason,
+                at,
+                trace: serde_json::from_str(&trace)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn conversations(&self, shop: &str, limit: usize) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, opened_at FROM conversations WHERE shop = ?1 ORDER BY opened_at DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![shop, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     fn events_after(&self, conversation: &str, after: u64) -> Result<Vec<Event>> {
@@ -364,6 +452,7 @@ mod tests {
                     (event(1, "满多少包邮"), Some("m1".into())),
                     (event(2, "全店满99元包邮"), None),
                 ],
+                None,
             )
             .unwrap();
             let retry = s.append(
@@ -372,6 +461,7 @@ mod tests {
                     (event(3, "x"), None),
                     (event(4, "again"), Some("m1".into())),
                 ],
+                None,
             );
             assert!(retry.is_err(), "one seq per client id");
             assert_eq!(
