@@ -4,6 +4,7 @@ mod admin;
 mod agent;
 mod common;
 mod dialog;
+mod embed;
 mod eval;
 mod handoff;
 mod intent;

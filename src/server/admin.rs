@@ -13,6 +13,8 @@
 //! - `PUT  /v1/admin/shops/{shop}/settings`: apply a change (written to `honeydesk.toml`)
 //! - `GET  /v1/admin/shops/{shop}/numbers`: automation, handoffs by reason, satisfaction
 //! - `GET  /v1/admin/shops/{shop}/conversations[/{id}]`: recent conversations, one transcript
+//! - `GET` / `PUT /v1/admin/shops/{shop}/embed`: the origins allowed to embed the widget
+//! - `POST /v1/admin/shops/{shop}/embed/secret`: a new secret for signing shopper ids (shown once)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/admin/shops/{shop}/settings", get(settings).put(apply))
         .route("/v1/admin/shops/{shop}/settings/preview", post(preview))
         .route("/v1/admin/shops/{shop}/numbers", get(numbers))
+        .route("/v1/admin/shops/{shop}/embed", get(embed).put(set_origins))
+        .route("/v1/admin/shops/{shop}/embed/secret", post(rotate_secret))
         .route("/v1/admin/shops/{shop}/conversations", get(conversations))
         .route(
             "/v1/admin/shops/{shop}/conversations/{id}",
@@ -529,4 +533,67 @@ async fn conversation(
     })
     .await?;
     Ok(Json(serde_json::json!({ "events": events })).into_response())
+}
+
+async fn embed(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(shop): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.manage(&shop)?;
+    let e = state.store.embed(&shop)?;
+    Ok(Json(serde_json::json!({
+        "origins": e.origins,
+        "identity_secret_set": e.secret.is_some(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Origins {
+    origins: Vec<String>,
+}
+
+async fn set_origins(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(shop): Path<String>,
+    Json(body): Json<Origins>,
+) -> Result<Response, ApiError> {
+    caller.manage(&shop)?;
+    for o in &body.origins {
+        // scheme://host[:port], nothing after it.
+        let host = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+            .map(|h| h.trim_end_matches('/'));
+        if host.is_none_or(|h| h.is_empty() || h.contains(['/', ' ', '?', '#'])) {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("'{o}' is not an origin; write it like https://shop.example.com"),
+            ));
+        }
+    }
+    let mut e = state.store.embed(&shop)?;
+    e.origins = body
+        .origins
+        .iter()
+        .map(|o| o.trim_end_matches('/').to_string())
+        .collect();
+    state.store.set_embed(&shop, &e)?;
+    Ok(Json(serde_json::json!({ "origins": e.origins })).into_response())
+}
+
+async fn rotate_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(shop): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.manage(&shop)?;
+    let mut e = state.store.embed(&shop)?;
+    let secret = super::ws::random_token();
+    e.secret = Some(secret.clone());
+    state.store.set_embed(&shop, &e)?;
+    Ok(Json(serde_json::json!({ "secret": secret })).into_response())
 }

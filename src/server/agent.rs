@@ -199,6 +199,7 @@ fn authenticate(state: &AppState, token: &str) -> Result<Agent, Refusal> {
 }
 
 async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
+    let _open = super::SocketGuard::new(&state.open_sockets);
     let auth = tokio::time::timeout(AUTH_TIMEOUT, async {
         loop {
             match socket.recv().await {
@@ -332,12 +333,17 @@ async fn run(
     rx: &mut broadcast::Receiver<Notice>,
 ) {
     let mut mine = HashSet::new();
+    let mut stopping = state.shutdown.subscribe();
     state.dispatch(knowledge::now());
     if !refresh(socket, state, id, &mut mine).await {
         return;
     }
     loop {
         tokio::select! {
+            _ = async { stopping.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                let _ = socket.send(super::going_away()).await;
+                return;
+            }
             notice = rx.recv() => {
                 let ok = match notice {
                     Ok(Notice::Queues) | Err(broadcast::error::RecvError::Lagged(_)) => {

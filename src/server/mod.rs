@@ -3,7 +3,7 @@
 //! `POST /v1/message`, one shopper message through the dialogue engine (conversations kept in
 //! memory, handoffs queued). Websockets, storage and the pages come with the server issue.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -57,6 +57,35 @@ pub struct AppState {
     pub agent_connections: dashmap::DashMap<String, usize>,
     /// How long a life-care chat may wait before it escalates (then twice that: a supervisor).
     pub escalate_after: chrono::Duration,
+    /// Set when the server stops: websocket connections close themselves (code 1012).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Open websocket connections, so shutdown can wait for them to close.
+    pub open_sockets: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts an open websocket connection for as long as it lives.
+pub(crate) struct SocketGuard<'a>(&'a AtomicUsize);
+
+impl<'a> SocketGuard<'a> {
+    pub(crate) fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        SocketGuard(count)
+    }
+}
+
+impl Drop for SocketGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The close frame every websocket gets when the server stops: 1012, "service restart", tells
+/// clients to reconnect (and resume) shortly.
+pub(crate) fn going_away() -> axum::extract::ws::Message {
+    axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: 1012,
+        reason: "server restarting; reconnect and resume".into(),
+    }))
 }
 
 impl AppState {
@@ -79,6 +108,8 @@ impl AppState {
             bus: tokio::sync::broadcast::channel(4096).0,
             agent_connections: dashmap::DashMap::new(),
             escalate_after: chrono::Duration::seconds(60),
+            shutdown: tokio::sync::watch::channel(false).0,
+            open_sockets: AtomicUsize::new(0),
         }
     }
 
@@ -132,6 +163,46 @@ pub(crate) fn action_kind(action: &Action) -> &'static str {
         Action::Handoff { .. } => "handoff",
         Action::Closed { .. } => "closed",
         Action::Silent => "silent",
+    }
+}
+
+/// Where a browser request comes from, for the shop's embed allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    origin: Option<String>,
+    host: Option<String>,
+}
+
+impl Origin {
+    pub fn of(headers: &axum::http::HeaderMap) -> Origin {
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim_end_matches('/').to_string())
+        };
+        Origin {
+            origin: get(axum::http::header::ORIGIN),
+            host: get(axum::http::header::HOST),
+        }
+    }
+
+    /// Requests without an `Origin` (not from a browser page) and from honeydesk's own pages
+    /// pass; a page elsewhere must be on the shop's list. A browser cannot forge `Origin`, which
+    /// is what makes the list mean something.
+    pub fn allowed(&self, embed: &crate::store::Embed) -> bool {
+        let Some(origin) = &self.origin else {
+            return true;
+        };
+        let same_site = self
+            .host
+            .as_ref()
+            .is_some_and(|h| *origin == format!("http://{h}") || *origin == format!("https://{h}"));
+        same_site
+            || embed
+                .origins
+                .iter()
+                .any(|o| o.trim_end_matches('/') == origin)
     }
 }
 
@@ -246,9 +317,23 @@ pub(crate) fn new_conversation_id() -> String {
     format!("c-{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn message(State(state): State<Arc<AppState>>, Json(m): Json<MessageIn>) -> Response {
+async fn message(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Json(m): Json<MessageIn>,
+) -> Response {
     if let Err(e) = knowledge::check_shop(&m.shop) {
         return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    match state.store.embed(&m.shop) {
+        Ok(embed) if Origin::of(&headers).allowed(&embed) => {}
+        Ok(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("shop '{}' does not allow its widget on this site", m.shop),
+            )
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
     if !state.engine.knowledge().has_shop(&m.shop) {
         return error(StatusCode::NOT_FOUND, format!("unknown shop '{}'", m.shop));
@@ -288,8 +373,12 @@ async fn message(State(state): State<Arc<AppState>>, Json(m): Json<MessageIn>) -
     }
 }
 
+/// How long shutdown waits for websocket connections to close.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve until `shutdown` resolves, with the dispatcher (escalation, assignment) ticking every
-/// second.
+/// second. Then drain: HTTP requests in flight finish, every websocket is closed with 1012 after
+/// the frame it is handling, and this returns once they are gone (or after 10 s).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -306,12 +395,20 @@ pub async fn run(
             }
         })
     };
+    let stop = state.shutdown.clone();
     let served = axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    })
     .await;
     ticker.abort();
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while state.open_sockets.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     served
 }

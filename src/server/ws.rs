@@ -92,6 +92,14 @@ pub enum Out {
     },
 }
 
+/// A merchant's logged-in shopper: the id, and its HMAC-SHA256 under the shop's secret (hex).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    id: String,
+    signature: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Resume {
@@ -108,6 +116,7 @@ enum In {
         v: u32,
         shop: String,
         resume: Option<Resume>,
+        user: Option<Identity>,
     },
     Message {
         client_id: String,
@@ -223,10 +232,39 @@ pub(crate) fn random_token() -> String {
 
 use super::auth::same;
 
-pub async fn shopper(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+pub async fn shopper(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let from = super::Origin::of(&headers);
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| connection(socket, state))
+        .on_upgrade(move |socket| connection(socket, state, from))
+}
+
+/// Check a verified shopper identity: `Ok(None)` without one, the user id with a good one.
+fn verify(
+    state: &AppState,
+    shop: &str,
+    user: Option<Identity>,
+) -> Result<Option<String>, &'static str> {
+    let Some(user) = user else { return Ok(None) };
+    if user.id.is_empty() || user.id.len() > 256 {
+        return Err("a user id is 1 to 256 bytes");
+    }
+    let secret = state
+        .store
+        .embed(shop)
+        .map_err(|_| "the shop's settings could not be read")?
+        .secret
+        .ok_or("this shop has no identity secret; leave user out")?;
+    let expected = super::auth::hmac_sha256_hex(secret.as_bytes(), user.id.as_bytes());
+    if same(&expected, &user.signature.to_ascii_lowercase()) {
+        Ok(Some(user.id))
+    } else {
+        Err("the user id's signature does not match")
+    }
 }
 
 async fn send(socket: &mut WebSocket, out: &Out) -> bool {
@@ -274,13 +312,20 @@ fn parse(msg: Message) -> Result<Option<In>, Out> {
         .map_err(|e| error("bad_json", e.to_string()))
 }
 
-async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
+async fn connection(mut socket: WebSocket, state: Arc<AppState>, from: super::Origin) {
+    let _open = super::SocketGuard::new(&state.open_sockets);
+    let mut stopping = state.shutdown.subscribe();
     // 1. hello
     let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
         loop {
             match socket.recv().await {
                 Some(Ok(msg)) => match parse(msg) {
-                    Ok(Some(In::Hello { v, shop, resume })) => return Some((v, shop, resume)),
+                    Ok(Some(In::Hello {
+                        v,
+                        shop,
+                        resume,
+                        user,
+                    })) => return Some((v, shop, resume, user)),
                     Ok(Some(_)) => {
                         if !send(&mut socket, &error("not_open", "say hello first")).await {
                             return None;
@@ -298,7 +343,7 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
         }
     })
     .await;
-    let Ok(Some((v, shop, resume))) = hello else {
+    let Ok(Some((v, shop, resume, user))) = hello else {
         return;
     };
     if !VERSIONS.contains(&v) {
@@ -321,9 +366,41 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
         return;
     }
 
-    // 2. the session: resumed or new.
-    let (id, session, last_seq) = match resume {
-        Some(r) => {
+    match state.store.embed(&shop) {
+        Ok(embed) if from.allowed(&embed) => {}
+        Ok(_) => {
+            let _ = send(
+                &mut socket,
+                &error(
+                    "origin_refused",
+                    format!("shop '{shop}' does not allow its widget on this site"),
+                ),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            let _ = send(&mut socket, &error("internal", e.to_string())).await;
+            return;
+        }
+    }
+    let user = match verify(&state, &shop, user) {
+        Ok(user) => user,
+        Err(why) => {
+            let _ = send(&mut socket, &error("bad_identity", why)).await;
+            return;
+        }
+    };
+    // A verified shopper without a resume token continues their newest conversation, from any
+    // device: the whole history follows.
+    let resume = match (resume, &user) {
+        (None, Some(u)) => match state.store.conversation_of_user(&shop, u) {
+            Ok(Some(conversation)) => {
+                load_session(&state, &conversation).map(|_| (conversation, 0))
+            }
+            _ => None,
+        },
+        (Some(r), _) => {
             let Some(session) = load_session(&state, &r.conversation) else {
                 let _ = send(&mut socket, &error("bad_resume", "unknown conversation")).await;
                 return;
@@ -340,13 +417,29 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
                 .await;
                 return;
             }
-            (r.conversation, session, r.last_seq)
+            Some((r.conversation, r.last_seq))
+        }
+        (None, None) => None,
+    };
+
+    // 2. the session: resumed or new.
+    let (id, session, last_seq) = match resume {
+        Some((conversation, last_seq)) => {
+            let Some(session) = load_session(&state, &conversation) else {
+                let _ = send(&mut socket, &error("bad_resume", "unknown conversation")).await;
+                return;
+            };
+            (conversation, session, last_seq)
         }
         None => {
             let id = super::new_conversation_id();
             let token = random_token();
             let opened = knowledge::now().to_rfc3339();
-            if let Err(e) = state.store.open_conversation(&id, &shop, &token, &opened) {
+            if let Err(e) =
+                state
+                    .store
+                    .open_conversation(&id, &shop, &token, &opened, user.as_deref())
+            {
                 let _ = send(&mut socket, &error("internal", e.to_string())).await;
                 return;
             }
@@ -403,6 +496,10 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>) {
     let mut refilled = Instant::now();
     loop {
         tokio::select! {
+            _ = async { stopping.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                let _ = socket.send(super::going_away()).await;
+                return;
+            }
             event = rx.recv() => match event {
                 Ok(Live::Event(e)) if e.seq > sent => {
                     sent = e.seq;

@@ -42,7 +42,20 @@ pub struct StoredConversation {
 
 /// What the chat server keeps.
 pub trait ChatStore: Send + Sync {
-    fn open_conversation(&self, id: &str, shop: &str, token: &str, at: &str) -> Result<()>;
+    /// A new conversation; `user` is a merchant-verified shopper id.
+    fn open_conversation(
+        &self,
+        id: &str,
+        shop: &str,
+        token: &str,
+        at: &str,
+        user: Option<&str>,
+    ) -> Result<()>;
+    /// The newest conversation of a verified shopper in `shop`.
+    fn conversation_of_user(&self, shop: &str, user: &str) -> Result<Option<String>>;
+    /// Who may embed `shop`'s widget, and the secret its logged-in shoppers' ids are signed with.
+    fn embed(&self, shop: &str) -> Result<Embed>;
+    fn set_embed(&self, shop: &str, embed: &Embed) -> Result<()>;
     fn conversation(&self, id: &str) -> Result<Option<StoredConversation>>;
     fn save_state(&self, conv: &Conversation) -> Result<()>;
     /// Store events (with the client id of a shopper message), and the decision they carry, in
@@ -72,6 +85,16 @@ pub trait ChatStore: Send + Sync {
     fn add_rating(&self, rating: &Rating) -> Result<bool>;
     /// Ratings of a shop's chats: (count, mean score).
     fn rating_summary(&self, shop: &str) -> Result<(usize, f64)>;
+}
+
+/// A shop's embedding settings.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Embed {
+    /// Origins (`https://shop.example.com`) allowed to open the widget besides honeydesk's own.
+    pub origins: Vec<String>,
+    /// The HMAC key for shopper identities. Kept as is: verifying needs the key itself.
+    #[serde(skip_serializing)]
+    pub secret: Option<String>,
 }
 
 /// A decision as stored.
@@ -104,6 +127,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_conversations.sql"),
     include_str!("../../migrations/0002_handoff_and_keys.sql"),
     include_str!("../../migrations/0003_decisions.sql"),
+    include_str!("../../migrations/0004_identity.sql"),
 ];
 
 /// SQLite behind a mutex: writes are serialised by SQLite anyway, and a chat message is one small
@@ -150,10 +174,56 @@ impl SqliteStore {
 }
 
 impl ChatStore for SqliteStore {
-    fn open_conversation(&self, id: &str, shop: &str, token: &str, at: &str) -> Result<()> {
+    fn open_conversation(
+        &self,
+        id: &str,
+        shop: &str,
+        token: &str,
+        at: &str,
+        user: Option<&str>,
+    ) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO conversations (id, shop, token, opened_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id, shop, token, at],
+            "INSERT INTO conversations (id, shop, token, opened_at, user) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, shop, token, at, user],
+        )?;
+        Ok(())
+    }
+
+    fn conversation_of_user(&self, shop: &str, user: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM conversations WHERE shop = ?1 AND user = ?2
+                 ORDER BY opened_at DESC LIMIT 1",
+                params![shop, user],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn embed(&self, shop: &str) -> Result<Embed> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT origins, secret FROM shops WHERE id = ?1",
+                params![shop],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            Some((origins, secret)) => Embed {
+                origins: serde_json::from_str(&origins)?,
+                secret,
+            },
+            None => Embed::default(),
+        })
+    }
+
+    fn set_embed(&self, shop: &str, embed: &Embed) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO shops (id, origins, secret) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET origins = ?2, secret = ?3",
+            params![shop, serde_json::to_string(&embed.origins)?, embed.secret],
         )?;
         Ok(())
     }
@@ -444,7 +514,7 @@ mod tests {
         {
             let s = SqliteStore::open(dir.path()).unwrap();
             assert_eq!(s.version().unwrap(), MIGRATIONS.len());
-            s.open_conversation("c1", "demo", "tok", "2026-11-25T10:00:00+08:00")
+            s.open_conversation("c1", "demo", "tok", "2026-11-25T10:00:00+08:00", None)
                 .unwrap();
             s.append(
                 "c1",
