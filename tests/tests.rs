@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent;
+mod browser;
 mod common;
 mod dialog;
 mod embed;

@@ -88,14 +88,28 @@ pub fn run(config: Config) -> Result<()> {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         eprintln!("honeydesk listening on http://{addr}");
+        eprintln!("  storefront with the chat widget: http://{addr}/");
         if let Some(keys) = demo {
+            let token = |role: &str| {
+                keys.lines()
+                    .find(|l| l.starts_with(role))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("")
+                    .to_string()
+            };
             eprintln!(
-                "demo keys (from {}):",
+                "  agent console:    http://{addr}/agent#token={}",
+                token("agent")
+            );
+            eprintln!(
+                "  merchant console: http://{addr}/merchant#key={}",
+                token("merchant")
+            );
+            eprintln!("  operator key:     {}", token("operator"));
+            eprintln!(
+                "  (demo keys are kept in {})",
                 config.data_dir.join(DEMO_KEYS).display()
             );
-            for line in keys.lines() {
-                eprintln!("  {line}");
-            }
         }
         honeydesk::server::run(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod metrics;
+pub mod pages;
 pub mod ws;
 
 use crate::dialog::{
@@ -220,6 +221,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/agent/ws", get(agent::agent))
         .route("/metrics", get(metrics_page))
         .merge(admin::routes())
+        .merge(pages::routes())
         .with_state(state)
 }
 
