@@ -16,6 +16,10 @@ pub struct Config {
     pub device: String,
     /// The dialogue settings file (`honeydesk.toml`).
     pub dialog_config: PathBuf,
+    /// Open websockets and messages per second per client address (0: no limit).
+    pub per_ip: crate::server::limits::Limits,
+    /// Serve the bare `/v1/echo` websocket (the load benchmark's ceiling).
+    pub echo: bool,
 }
 
 /// The directory of the bundled intent model, relative to the working directory.
@@ -35,6 +39,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             device: "cpu".into(),
             dialog_config: PathBuf::from("honeydesk.toml"),
+            per_ip: Default::default(),
+            echo: false,
         }
     }
 }

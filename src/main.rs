@@ -199,6 +199,18 @@ enum Command {
         /// Dialogue settings; followed while serving (an edit applies to the next message).
         #[arg(long, default_value = "honeydesk.toml")]
         config: PathBuf,
+        /// Open websockets allowed per client address (0: no limit).
+        #[arg(long, default_value_t = 256)]
+        per_ip_connections: usize,
+        /// Messages per second allowed per client address, burst twice that (0: no limit).
+        #[arg(long, default_value_t = 50.0)]
+        per_ip_rate: f64,
+        /// Messages per second allowed on one websocket, burst four times that (0: no limit).
+        #[arg(long, default_value_t = 5.0)]
+        per_connection_rate: f64,
+        /// Also serve `/v1/echo`, a bare websocket echo: the load benchmark's ceiling.
+        #[arg(long)]
+        echo: bool,
     },
 }
 
@@ -368,6 +380,10 @@ fn run(cli: Cli) -> Result<()> {
             data_dir,
             device,
             config,
+            per_ip_connections,
+            per_ip_rate,
+            per_connection_rate,
+            echo,
         } => {
             let config = Config {
                 data_dir,
@@ -375,6 +391,12 @@ fn run(cli: Cli) -> Result<()> {
                 listen,
                 device,
                 dialog_config: config,
+                per_ip: honeydesk::server::limits::Limits {
+                    connections: per_ip_connections,
+                    rate: per_ip_rate,
+                    connection_rate: per_connection_rate,
+                },
+                echo,
             };
             cli::serve::run(config)
         }

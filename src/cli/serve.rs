@@ -75,12 +75,11 @@ pub fn run(config: Config) -> Result<()> {
     let handoff = MemoryHandoff::durable(store.clone())
         .map_err(|e| anyhow::anyhow!("loading queues and agents: {e}"))?;
     let demo = demo_keys(&config.data_dir, store.as_ref(), &handoff)?;
-    let state = Arc::new(honeydesk::server::AppState::new(
-        engine,
-        Some(watch),
-        store,
-        handoff,
-    ));
+    let state = Arc::new(
+        honeydesk::server::AppState::new(engine, Some(watch), store, handoff)
+            .with_limits(config.per_ip)
+            .with_echo(config.echo),
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -178,6 +178,8 @@ fn parse(msg: Message) -> Result<Option<In>, Refusal> {
 pub async fn agent(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(ws::READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| connection(socket, state))
 }
 

@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub mod admin;
 pub mod agent;
 pub mod auth;
+pub mod limits;
 pub mod metrics;
 pub mod pages;
 pub mod ws;
@@ -62,6 +63,10 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Open websocket connections, so shutdown can wait for them to close.
     pub open_sockets: std::sync::atomic::AtomicUsize,
+    /// Connections and messages per client address.
+    pub per_ip: Arc<limits::IpLimiter>,
+    /// Serve `/v1/echo` (for the load benchmark).
+    pub echo: bool,
 }
 
 /// Counts an open websocket connection for as long as it lives.
@@ -91,7 +96,7 @@ pub(crate) fn going_away() -> axum::extract::ws::Message {
 
 impl AppState {
     /// `handoff` is [`MemoryHandoff::durable`] over the same store in a server, plain memory in
-    /// tests that do not restart.
+    /// tests that do not restart. Per-IP limits are the defaults; see [`AppState::with_limits`].
     pub fn new(
         engine: Engine,
         config: Option<ConfigWatch>,
@@ -111,7 +116,19 @@ impl AppState {
             escalate_after: chrono::Duration::seconds(60),
             shutdown: tokio::sync::watch::channel(false).0,
             open_sockets: AtomicUsize::new(0),
+            per_ip: Arc::new(limits::IpLimiter::new(limits::Limits::default())),
+            echo: false,
         }
+    }
+
+    pub fn with_echo(mut self, on: bool) -> Self {
+        self.echo = on;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: limits::Limits) -> Self {
+        self.per_ip = Arc::new(limits::IpLimiter::new(limits));
+        self
     }
 
     /// One shopper message through the engine, the way every front (HTTP, websocket) does it:
@@ -212,7 +229,12 @@ pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// The router, separate from binding so tests can drive it directly.
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = if state.echo {
+        Router::new().route("/v1/echo", get(echo))
+    } else {
+        Router::new()
+    };
+    router
         .route("/healthz", get(healthz))
         .route("/v1/classify", get(classify))
         .route("/v1/faq/search", get(faq_search))
@@ -223,6 +245,22 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin::routes())
         .merge(pages::routes())
         .with_state(state)
+}
+
+/// A bare websocket echo: what the load benchmark measures the network and framing alone with.
+async fn echo(ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+    use axum::extract::ws::Message;
+    ws.read_buffer_size(ws::READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(|mut socket| async move {
+            while let Some(Ok(msg)) = socket.recv().await {
+                if let Message::Text(_) = msg {
+                    if socket.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

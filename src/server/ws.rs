@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Mutex};
@@ -26,11 +26,10 @@ use crate::store::StoredConversation;
 pub const VERSIONS: &[u32] = &[1];
 /// Largest frame accepted.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Initial read buffer per connection.
+pub(crate) const READ_BUFFER: usize = 4 * 1024;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rate limit: a burst of this many messages, refilled at `RATE_PER_SEC`.
-const BURST: f64 = 20.0;
-const RATE_PER_SEC: f64 = 5.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandoffInfo {
@@ -145,7 +144,9 @@ pub struct Session {
 
 impl Session {
     fn new(id: String, shop: String, token: String, events: Vec<Event>) -> Session {
-        let (tx, _) = broadcast::channel(256);
+        // Small: a connection that falls behind catches up from the log (`Lagged`), and ten
+        // thousand idle shoppers should not each hold a big ring.
+        let (tx, _) = broadcast::channel(16);
         Session {
             id,
             shop,
@@ -235,12 +236,28 @@ use super::auth::same;
 pub async fn shopper(
     ws: WebSocketUpgrade,
     State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     let from = super::Origin::of(&headers);
+    let Some(slot) = state.per_ip.connect(peer.ip()) else {
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too many open connections from this address",
+        )
+            .into_response();
+    };
+    let ip = peer.ip();
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| connection(socket, state, from))
+        // Chat frames are small; tungstenite's default 128 KiB read buffer per connection is
+        // what ten thousand idle shoppers would cost. The buffer grows for a bigger frame.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            connection(socket, state, from, ip).await;
+            drop(slot);
+        })
 }
 
 /// Check a verified shopper identity: `Ok(None)` without one, the user id with a good one.
@@ -312,7 +329,12 @@ fn parse(msg: Message) -> Result<Option<In>, Out> {
         .map_err(|e| error("bad_json", e.to_string()))
 }
 
-async fn connection(mut socket: WebSocket, state: Arc<AppState>, from: super::Origin) {
+async fn connection(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    from: super::Origin,
+    ip: std::net::IpAddr,
+) {
     let _open = super::SocketGuard::new(&state.open_sockets);
     let mut stopping = state.shutdown.subscribe();
     // 1. hello
@@ -492,7 +514,10 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>, from: super::Or
     }
 
     // 3. the conversation
-    let mut tokens = BURST;
+    // Rate limit: a burst of four seconds' worth, refilled at the connection rate (0: off).
+    let per_second = state.per_ip.limits.connection_rate;
+    let burst = per_second * 4.0;
+    let mut tokens = burst;
     let mut refilled = Instant::now();
     loop {
         tokio::select! {
@@ -555,9 +580,9 @@ async fn connection(mut socket: WebSocket, state: Arc<AppState>, from: super::Or
                     if !send(&mut socket, &out).await { return; }
                     continue;
                 }
-                tokens = (tokens + refilled.elapsed().as_secs_f64() * RATE_PER_SEC).min(BURST);
+                tokens = (tokens + refilled.elapsed().as_secs_f64() * per_second).min(burst);
                 refilled = Instant::now();
-                if tokens < 1.0 {
+                if (per_second > 0.0 && tokens < 1.0) || !state.per_ip.message(ip) {
                     if !send(&mut socket, &error("rate_limited", "too many messages; slow down")).await { return; }
                     continue;
                 }

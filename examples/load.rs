@@ -1,0 +1,252 @@
+//! The load benchmark: N shopper websockets through the full pipeline (risk, intent, FAQ,
+//! decision, SQLite), and the same client against the bare `/v1/echo` as the ceiling.
+//!
+//! ```sh
+//! cargo build --release && cargo build --release --examples
+//! target/release/examples/load --connections 1000 --messages 10        # full pipeline
+//! target/release/examples/load --connections 1000 --messages 10 --echo # the ceiling
+//! target/release/examples/load --idle 10000                            # memory held
+//! ```
+//!
+//! It starts `target/release/honeydesk serve` itself on a free port with a scratch data
+//! directory and the per-IP and per-connection limits off (they are policy, not capacity), unless
+//! `--addr` points at a running server. Each connection says hello, then sends its messages one
+//! after another, each as soon as the previous one was acknowledged; latency is from sending a
+//! message to its ack, which the server sends after the engine decided and the message and the
+//! reply are in SQLite. Client and server share the machine's cores.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const QUESTIONS: &[&str] = &[
+    "亲，满多少包邮呀",
+    "今天下单什么时候发货",
+    "退货运费谁出",
+    "发票怎么开",
+    "这个尺码偏大还是偏小",
+    "How long does shipping take?",
+    "can I return it if it doesn't fit",
+    "有没有优惠券",
+    "在吗",
+    "快递到哪了，订单号 2025112400123",
+];
+
+struct Args {
+    addr: Option<SocketAddr>,
+    connections: usize,
+    messages: usize,
+    echo: bool,
+    idle: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        addr: None,
+        connections: 1000,
+        messages: 10,
+        echo: false,
+        idle: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().expect("a value after the flag");
+        match flag.as_str() {
+            "--addr" => a.addr = Some(value().parse().expect("host:port")),
+            "--connections" => a.connections = value().parse().expect("a number"),
+            "--messages" => a.messages = value().parse().expect("a number"),
+            "--idle" => a.idle = value().parse().expect("a number"),
+            "--echo" => a.echo = true,
+            other => panic!("unknown flag {other}; see the doc comment in examples/load.rs"),
+        }
+    }
+    a
+}
+
+struct Server {
+    child: std::process::Child,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(echo: bool) -> (SocketAddr, Server) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut cmd = std::process::Command::new(format!("{root}/target/release/honeydesk"));
+    cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(data.path())
+        .args([
+            "--per-ip-connections",
+            "0",
+            "--per-ip-rate",
+            "0",
+            "--per-connection-rate",
+            "0",
+        ])
+        .current_dir(root)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if echo {
+        cmd.arg("--echo");
+    }
+    let child = cmd
+        .spawn()
+        .expect("target/release/honeydesk (cargo build --release)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (addr, Server { child, _data: data })
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(addr: SocketAddr, echo: bool) -> Socket {
+    let path = if echo { "/v1/echo" } else { "/v1/ws" };
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
+        .await
+        .expect("connect");
+    if !echo {
+        ws.send(Message::Text(
+            json!({"type": "hello", "v": 1, "shop": "demo"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        next(&mut ws).await;
+    }
+    ws
+}
+
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// One shopper: `n` messages, each after the previous reply. Returns the latencies.
+async fn shopper(mut ws: Socket, id: usize, n: usize, echo: bool) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let text = QUESTIONS[(id + i) % QUESTIONS.len()];
+        let frame = json!({"type": "message", "client_id": format!("c{id}-{i}"), "text": text});
+        let sent = Instant::now();
+        ws.send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+        if echo {
+            next(&mut ws).await;
+        } else {
+            // The ack comes once the message went through the engine and it and the reply are
+            // stored (the bot stays silent after a handoff, so its reply is not waited for).
+            loop {
+                let v = next(&mut ws).await;
+                if v["type"] == "ack" {
+                    break;
+                }
+                if v["type"] == "error" {
+                    panic!("error frame: {v}");
+                }
+            }
+        }
+        out.push(sent.elapsed());
+    }
+    out
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let (addr, server) = match a.addr {
+        Some(addr) => (addr, None),
+        None => {
+            let (addr, s) = start(a.echo).await;
+            (addr, Some(s))
+        }
+    };
+    let pid = server.as_ref().map(|s| s.child.id());
+
+    if a.idle > 0 {
+        let before = pid.and_then(rss_kib);
+        let mut sockets = Vec::with_capacity(a.idle);
+        for _ in 0..a.idle {
+            sockets.push(open(addr, a.echo).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = pid.and_then(rss_kib);
+        println!(
+            "idle connections {}  server RSS before {} MiB, with them {} MiB",
+            sockets.len(),
+            before.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            after.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+        );
+        return;
+    }
+
+    let mut sockets = Vec::with_capacity(a.connections);
+    for _ in 0..a.connections {
+        sockets.push(open(addr, a.echo).await);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(id, ws)| tokio::spawn(shopper(ws, id, a.messages, a.echo)))
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let wall = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "{} connections x {} messages{}: {} in {:.2} s = {:.0} messages/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        a.connections,
+        a.messages,
+        if a.echo { " (echo)" } else { "" },
+        latencies.len(),
+        wall.as_secs_f64(),
+        latencies.len() as f64 / wall.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+    if let Some(k) = pid.and_then(rss_kib) {
+        println!("server RSS {:.1} MiB", k as f64 / 1024.0);
+    }
+}
