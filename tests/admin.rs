@@ -6,30 +6,7 @@ use honeydesk::server::auth::{create_key, Role};
 use serde_json::{json, Value};
 
 use crate::common::root;
-use crate::net::{self, http, next, send, until, Options};
-
-async fn call(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: &str,
-) -> (u16, Value) {
-    let auth = format!("Bearer {key}");
-    let (status, body) = http(
-        addr,
-        method,
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .await;
-    let v = serde_json::from_str(body.trim()).unwrap_or(Value::String(body));
-    (status, v)
-}
+use crate::net::{self, call, http, next, send, until, Options};
 
 #[tokio::test]
 async fn merchants_manage_their_own_shop_and_preview_before_applying() {

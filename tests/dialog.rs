@@ -7,9 +7,8 @@ use honeydesk::dialog::{
     Action, BusinessHours, Context, Conversation, DialogConfig, Engine, Owner, PolicyOverride,
     Reason, Reception, Source,
 };
-use honeydesk::knowledge::{import, Analyzer, ImportMode, Knowledge, RankWeights};
+use honeydesk::knowledge::{import, Analyzer, Knowledge, RankWeights};
 use honeydesk::nlu::IntentModel;
-use honeydesk::risk::model::{self, LifeCareModel};
 
 use crate::common::root;
 
@@ -22,23 +21,12 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let knowledge = Knowledge::open(dir.path(), Analyzer::default(), RankWeights::default());
-        knowledge
-            .import_file(
-                "demo",
-                &root().join("knowledge/demo.csv"),
-                None,
-                ImportMode::Replace,
-            )
-            .unwrap();
-        let intents =
-            IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
-        let life_care = LifeCareModel::load(&root().join(model::BUNDLED_MODEL)).unwrap();
-        let engine = Engine::new(
-            Arc::new(intents),
-            Arc::new(knowledge),
-            Some(Arc::new(life_care)),
-            DialogConfig::default(),
+        let engine = crate::net::engine(
+            dir.path(),
+            &crate::net::Options {
+                life_care: true,
+                ..Default::default()
+            },
         );
         Fixture { engine, _dir: dir }
     })

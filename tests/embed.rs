@@ -25,6 +25,7 @@ async fn hello(ws: &mut Socket, user: Option<Value>) -> Value {
     next(ws).await
 }
 
+/// An admin call that must succeed.
 async fn admin(
     addr: std::net::SocketAddr,
     method: &str,
@@ -32,20 +33,9 @@ async fn admin(
     key: &str,
     body: &str,
 ) -> Value {
-    let auth = format!("Bearer {key}");
-    let (status, body) = http(
-        addr,
-        method,
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+    let (status, v) = net::call(addr, method, path, key, body).await;
+    assert_eq!(status, 200, "{v}");
+    v
 }
 
 #[tokio::test]

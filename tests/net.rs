@@ -199,3 +199,27 @@ pub async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, S
     )
     .await
 }
+
+/// An API call with a bearer key and a JSON body: (status, JSON, or the text as a JSON string).
+pub async fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    let (status, body) = http(
+        addr,
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    let v = serde_json::from_str(body.trim()).unwrap_or(Value::String(body));
+    (status, v)
+}
