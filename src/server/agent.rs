@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::auth::{hash_token, Role};
-use super::ws::{self, Event, MAX_FRAME_BYTES};
+use super::ws::{self, Event, Refusal, MAX_FRAME_BYTES};
 use super::{metrics, AppState, Notice, MAX_MESSAGE_CHARS};
 use crate::dialog::{Speaker, Turn};
 use crate::handoff::{Agent, AgentStatus, HandoffError, HandoffStore, Target, Ticket};
@@ -119,23 +119,13 @@ enum Out {
 }
 
 fn error(code: &'static str, message: impl Into<String>) -> Out {
-    Refusal::new(code, message).into()
+    refusal(code, message).into()
 }
 
-/// An error frame before it is sent (small, so `Result`s that carry it stay small).
-struct Refusal {
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
-        metrics::frame_error(code);
-        Refusal {
-            code,
-            message: message.into(),
-        }
-    }
+/// A refusal, counted in the metrics.
+fn refusal(code: &'static str, message: impl Into<String>) -> Refusal {
+    metrics::frame_error(code);
+    Refusal::new(code, message)
 }
 
 impl From<Refusal> for Out {
@@ -153,26 +143,7 @@ async fn send(socket: &mut WebSocket, out: &Out) -> bool {
 }
 
 fn parse(msg: Message) -> Result<Option<In>, Refusal> {
-    let text = match msg {
-        Message::Text(t) => t.to_string(),
-        Message::Binary(_) => return Err(Refusal::new("binary_frame", "send JSON in text frames")),
-        _ => return Ok(None),
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Refusal::new("bad_json", e.to_string()))?;
-    let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    if !TYPES.contains(&kind) {
-        return Err(Refusal::new(
-            "unknown_type",
-            format!(
-                "unknown type '{kind}'; expected one of {}",
-                TYPES.join(", ")
-            ),
-        ));
-    }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| Refusal::new("bad_json", e.to_string()))
+    ws::parse_frame(msg, TYPES).inspect_err(|r| metrics::frame_error(r.code))
 }
 
 pub async fn agent(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
@@ -188,16 +159,16 @@ fn authenticate(state: &AppState, token: &str) -> Result<Agent, Refusal> {
     let role = state
         .store
         .key_role(&hash_token(token))
-        .map_err(|e| Refusal::new("internal", e.to_string()))?;
+        .map_err(|e| refusal("internal", e.to_string()))?;
     let Some(Role::Agent { agent }) = role else {
-        return Err(Refusal::new("unauthorized", "not an agent key"));
+        return Err(refusal("unauthorized", "not an agent key"));
     };
     state
         .handoff
         .agents()
         .into_iter()
         .find(|a| a.id == agent)
-        .ok_or_else(|| Refusal::new("unauthorized", format!("agent '{agent}' no longer exists")))
+        .ok_or_else(|| refusal("unauthorized", format!("agent '{agent}' no longer exists")))
 }
 
 async fn connection(mut socket: WebSocket, state: Arc<AppState>) {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::handoff::HandoffStore;
+use crate::handoff::{AgentStatus, HandoffStore};
 
 /// Latency buckets in seconds: the engine answers in well under a millisecond, webhooks take up to
 /// seconds.
@@ -66,17 +66,13 @@ pub fn render(handoff: &dyn HandoffStore, now: chrono::DateTime<chrono::FixedOff
         metrics::gauge!("honeydesk_queue_oldest_wait_seconds", "queue" => *queue).set(oldest);
     }
     let agents = handoff.agents();
-    for status in ["online", "busy", "away"] {
-        let n = agents
-            .iter()
-            .filter(|a| {
-                serde_json::to_value(a.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    == Some(status.to_string())
-            })
-            .count();
-        metrics::gauge!("honeydesk_agents", "status" => status).set(n as f64);
+    for (status, name) in [
+        (AgentStatus::Online, "online"),
+        (AgentStatus::Busy, "busy"),
+        (AgentStatus::Away, "away"),
+    ] {
+        let n = agents.iter().filter(|a| a.status == status).count();
+        metrics::gauge!("honeydesk_agents", "status" => name).set(n as f64);
     }
     handle.render()
 }

@@ -296,37 +296,65 @@ fn error(code: &'static str, message: impl Into<String>) -> Out {
     }
 }
 
-/// Parse one frame. `Err` is the error frame to send back.
-fn parse(msg: Message) -> Result<Option<In>, Out> {
+/// A refused frame, before it becomes a front's error frame (small, so `Result`s that carry it
+/// stay small).
+pub(crate) struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Refusal> for Out {
+    fn from(r: Refusal) -> Out {
+        Out::Error {
+            code: r.code,
+            message: r.message,
+        }
+    }
+}
+
+/// Parse one frame of a JSON protocol whose frames carry one of `types`: `Ok(None)` for control
+/// frames, `Err` for what the client must be told. The shopper and agent sockets share it.
+pub(crate) fn parse_frame<T: serde::de::DeserializeOwned>(
+    msg: Message,
+    types: &[&str],
+) -> Result<Option<T>, Refusal> {
     let text = match msg {
         Message::Text(t) => t.to_string(),
         Message::Binary(b) => {
             return Err(match std::str::from_utf8(&b) {
-                Ok(_) => error("binary_frame", "send JSON in text frames"),
-                Err(_) => error(
+                Ok(_) => Refusal::new("binary_frame", "send JSON in text frames"),
+                Err(_) => Refusal::new(
                     "binary_frame",
                     "binary frame (and not valid UTF-8); send JSON in text frames",
                 ),
             })
         }
-        Message::Ping(_) | Message::Pong(_) => return Ok(None),
-        Message::Close(_) => return Ok(None),
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Ok(None),
     };
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| error("bad_json", e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| Refusal::new("bad_json", e.to_string()))?;
     let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    if !TYPES.contains(&kind) {
-        return Err(error(
+    if !types.contains(&kind) {
+        return Err(Refusal::new(
             "unknown_type",
             format!(
                 "unknown type '{kind}'; expected one of {}",
-                TYPES.join(", ")
+                types.join(", ")
             ),
         ));
     }
     serde_json::from_value(value)
         .map(Some)
-        .map_err(|e| error("bad_json", e.to_string()))
+        .map_err(|e| Refusal::new("bad_json", e.to_string()))
 }
 
 async fn connection(
@@ -341,7 +369,7 @@ async fn connection(
     let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
         loop {
             match socket.recv().await {
-                Some(Ok(msg)) => match parse(msg) {
+                Some(Ok(msg)) => match parse_frame(msg, TYPES) {
                     Ok(Some(In::Hello {
                         v,
                         shop,
@@ -354,8 +382,8 @@ async fn connection(
                         }
                     }
                     Ok(None) => {}
-                    Err(out) => {
-                        if !send(&mut socket, &out).await {
+                    Err(refusal) => {
+                        if !send(&mut socket, &refusal.into()).await {
                             return None;
                         }
                     }
@@ -418,7 +446,7 @@ async fn connection(
     let resume = match (resume, &user) {
         (None, Some(u)) => match state.store.conversation_of_user(&shop, u) {
             Ok(Some(conversation)) => {
-                load_session(&state, &conversation).map(|_| (conversation, 0))
+                load_session(&state, &conversation).map(|session| (conversation, session, 0))
             }
             _ => None,
         },
@@ -439,20 +467,14 @@ async fn connection(
                 .await;
                 return;
             }
-            Some((r.conversation, r.last_seq))
+            Some((r.conversation, session, r.last_seq))
         }
         (None, None) => None,
     };
 
     // 2. the session: resumed or new.
     let (id, session, last_seq) = match resume {
-        Some((conversation, last_seq)) => {
-            let Some(session) = load_session(&state, &conversation) else {
-                let _ = send(&mut socket, &error("bad_resume", "unknown conversation")).await;
-                return;
-            };
-            (conversation, session, last_seq)
-        }
+        Some(resumed) => resumed,
         None => {
             let id = super::new_conversation_id();
             let token = random_token();
@@ -547,7 +569,7 @@ async fn connection(
             frame = socket.recv() => {
                 let Some(Ok(msg)) = frame else { return };
                 let is_close = matches!(msg, Message::Close(_));
-                let parsed = parse(msg);
+                let parsed = parse_frame(msg, TYPES);
                 if is_close { return; }
                 let (client_id, text) = match parsed {
                     Ok(Some(In::Message { client_id, text })) => (client_id, text),
@@ -565,8 +587,8 @@ async fn connection(
                         continue;
                     }
                     Ok(None) => continue,
-                    Err(out) => {
-                        if !send(&mut socket, &out).await { return; }
+                    Err(refusal) => {
+                        if !send(&mut socket, &refusal.into()).await { return; }
                         continue;
                     }
                 };
