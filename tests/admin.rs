@@ -5,14 +5,13 @@
 use honeydesk::server::auth::{create_key, Role};
 use serde_json::{json, Value};
 
-use crate::common::root;
 use crate::net::{self, call, http, next, send, until, Options};
 
 #[tokio::test]
 async fn merchants_manage_their_own_shop_and_preview_before_applying() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("honeydesk.toml");
-    std::fs::copy(root().join("honeydesk.toml"), &config).unwrap();
+    crate::common::bundled_config_open_now(&config);
     let server = net::start(Options {
         config: Some(config.clone()),
         ..Options::default()

@@ -13,6 +13,23 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/data").join(name)
 }
 
+/// Copy the bundled `honeydesk.toml` to `dest` with the demo shop's opening hours moved to a
+/// window around the present, so a test that asks for a human gets one whatever the hour CI runs
+/// at (the bundled 9:00-23:00 would turn 转人工 into the closed-hours message at night). The rest
+/// of the file is kept as it is.
+pub fn bundled_config_open_now(dest: &Path) {
+    use chrono::Timelike;
+    let text = std::fs::read_to_string(root().join("honeydesk.toml")).unwrap();
+    let hour = honeydesk::knowledge::now().hour();
+    let open = format!("open = \"{:02}:00\"", (hour + 22) % 24);
+    let close = format!("close = \"{:02}:00\"", (hour + 2) % 24);
+    assert!(text.contains("open = \"09:00\"") && text.contains("close = \"23:00\""));
+    let text = text
+        .replace("open = \"09:00\"", &open)
+        .replace("close = \"23:00\"", &close);
+    std::fs::write(dest, text).unwrap();
+}
+
 /// A shared data set's path, or `None` (with a message saying why the test skips) when absent.
 pub fn shared(rel: &str) -> Option<PathBuf> {
     let path = nlu::datasets::shared_data_dir().join(rel);

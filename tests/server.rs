@@ -1,6 +1,5 @@
 //! The HTTP front, started on a loopback port and spoken to over real TCP.
 
-use crate::common::root;
 use crate::net::{get, post, start, Options};
 
 #[tokio::test]
@@ -56,7 +55,7 @@ async fn health_and_classify_answer_over_http() {
 async fn messages_go_through_the_engine_and_follow_the_config_file() {
     let config_dir = tempfile::tempdir().unwrap();
     let config_path = config_dir.path().join("honeydesk.toml");
-    std::fs::copy(root().join("honeydesk.toml"), &config_path).unwrap();
+    crate::common::bundled_config_open_now(&config_path);
     let server = start(Options {
         config: Some(config_path.clone()),
         ..Options::default()
