@@ -18,15 +18,16 @@ pub mod lexicon;
 pub mod model;
 pub mod pattern;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::text;
 use lexicon::{
-    Rule, CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, HUMAN_EXACT, IDIOMS, NEGATIONS,
-    QUANTITY, RULES,
+    CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, HUMAN_EXACT, IDIOMS, NEGATIONS, QUANTITY,
+    RULES,
 };
+use pattern::PatternSet;
 
 /// What kind of risk a message carries. Ordered by priority: a life-care hit outranks all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,11 +117,43 @@ struct Prepared {
     raw: String,
 }
 
+/// Every lexicon as a [`PatternSet`], built once per process.
+struct Lexicons {
+    idioms: PatternSet,
+    /// The patterns of all [`RULES`], rule after rule, with `rule_of` naming each one's rule.
+    rules: PatternSet,
+    rule_of: Vec<usize>,
+    distress: PatternSet,
+    context: PatternSet,
+    dangerous: PatternSet,
+    quantity: PatternSet,
+    anger: PatternSet,
+}
+
+static LEXICONS: LazyLock<Lexicons> = LazyLock::new(|| {
+    let weighted = |list: &'static [(&'static str, f32)]| PatternSet::new(list.iter().map(|w| w.0));
+    Lexicons {
+        idioms: PatternSet::new(IDIOMS.iter().copied()),
+        rules: PatternSet::new(RULES.iter().flat_map(|r| r.patterns.iter().copied())),
+        rule_of: RULES
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| std::iter::repeat_n(i, r.patterns.len()))
+            .collect(),
+        distress: weighted(DISTRESS),
+        context: weighted(CONTEXT),
+        dangerous: PatternSet::new(DANGEROUS.iter().copied()),
+        quantity: PatternSet::new(QUANTITY.iter().copied()),
+        anger: PatternSet::new(ANGER.iter().copied()),
+    }
+});
+
 fn prepare(message: &str) -> Prepared {
     let raw = format!(" {} ", text::normalize(message));
     let mut text = raw.clone();
-    for idiom in IDIOMS {
-        pattern::blank(&mut text, idiom);
+    let idioms = &LEXICONS.idioms;
+    for i in idioms.candidates(&raw) {
+        pattern::blank(&mut text, idioms.pattern(i));
     }
     Prepared { text, raw }
 }
@@ -175,19 +208,20 @@ fn negated(text: &str, start: usize) -> bool {
 }
 
 fn distress(text: &str) -> (f32, Vec<String>) {
-    let (core, mut words) = weigh(text, DISTRESS);
+    let (core, mut words) = weigh(text, DISTRESS, &LEXICONS.distress);
     if core == 0.0 {
         return (0.0, words);
     }
-    let (context, more) = weigh(text, CONTEXT);
+    let (context, more) = weigh(text, CONTEXT, &LEXICONS.context);
     words.extend(more);
     (core + context, words)
 }
 
-fn weigh(text: &str, list: &[(&str, f32)]) -> (f32, Vec<String>) {
+/// The summed weight of the words of `list` (compiled as `set`) in `text`, and the words.
+fn weigh(text: &str, list: &[(&str, f32)], set: &PatternSet) -> (f32, Vec<String>) {
     let mut total = 0.0;
     let mut words = Vec::new();
-    for (word, weight) in list {
+    for (word, weight) in set.candidates(text).into_iter().map(|i| list[i]) {
         let hit = if is_ascii_pattern(word) {
             matches(text, word, false).is_some()
         } else {
@@ -201,8 +235,32 @@ fn weigh(text: &str, list: &[(&str, f32)]) -> (f32, Vec<String>) {
     (total, words)
 }
 
-fn any_of(text: &str, words: &[&str]) -> Option<String> {
-    words.iter().find_map(|w| matches(text, w, false))
+/// The first word of `set`, in list order, that matches in `text`.
+fn any_of(text: &str, set: &PatternSet) -> Option<String> {
+    set.candidates(text)
+        .into_iter()
+        .find_map(|i| matches(text, set.pattern(i), false))
+}
+
+/// Every rule of [`RULES`] that fires on `text`, as (rule index, matched words), in rule order.
+fn rule_hits(text: &str) -> Vec<(usize, Vec<String>)> {
+    let lex = &LEXICONS;
+    let mut out: Vec<(usize, Vec<String>)> = Vec::new();
+    for i in lex.rules.candidates(text) {
+        let rule = lex.rule_of[i];
+        let Some(words) = matches(text, lex.rules.pattern(i), RULES[rule].negatable) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some((r, ws)) if *r == rule => ws.push(words),
+            _ => out.push((rule, vec![words])),
+        }
+    }
+    out
+}
+
+fn any_rule_of(hits: &[(usize, Vec<String>)], kind: RiskKind) -> bool {
+    hits.iter().any(|(r, _)| RULES[*r].kind == kind)
 }
 
 /// Short, loud expressions of anger. Two angry turns in a row make a dispute.
@@ -271,6 +329,8 @@ impl RiskDetector {
             .take(HISTORY_TURNS)
             .map(|m| prepare(m))
             .collect();
+        let current_rules = rule_hits(&current.text);
+        let recent_rules: Vec<_> = recent.iter().map(|p| rule_hits(&p.text)).collect();
         let mut hits = Vec::new();
         fn push(hits: &mut Vec<RiskHit>, kind: RiskKind, rule: &str, evidence: Vec<String>) {
             hits.push(RiskHit {
@@ -281,9 +341,10 @@ impl RiskDetector {
         }
 
         // Confusion alone is every shopper sometimes; it is handled with the elderly signals below.
-        for rule in RULES.iter().filter(|r| r.name != "elderly.confused") {
-            if let Some(words) = rule_hit(rule, &current.text) {
-                push(&mut hits, rule.kind, rule.name, words);
+        for (r, words) in &current_rules {
+            let rule = &RULES[*r];
+            if rule.name != "elderly.confused" {
+                push(&mut hits, rule.kind, rule.name, words.clone());
             }
         }
 
@@ -324,8 +385,10 @@ impl RiskDetector {
         if let Some(m) = &self.model {
             // It is only asked about messages with at least one distress or method word: on
             // text far from both its classes (poems, train tickets) its guess is noise.
-            let some_signal =
-                weigh(&current.text, DISTRESS).0 + weigh(&current.text, CONTEXT).0 > 0.0;
+            let lex = &LEXICONS;
+            let some_signal = weigh(&current.text, DISTRESS, &lex.distress).0
+                + weigh(&current.text, CONTEXT, &lex.context).0
+                > 0.0;
             if some_signal && !hits.iter().any(|h| h.kind == RiskKind::LifeCare) {
                 match m.probabilities(&[message]) {
                     Ok(p) if p[0] >= model::THRESHOLD => {
@@ -340,19 +403,16 @@ impl RiskDetector {
         }
 
         // Dangerous medicine: a lethal medicine with a quantity, or with distress now or lately.
-        if let Some(drug) = any_of(&current.text, DANGEROUS) {
-            let quantity = any_of(&current.text, QUANTITY).or_else(|| {
+        if let Some(drug) = any_of(&current.text, &LEXICONS.dangerous) {
+            let quantity = any_of(&current.text, &LEXICONS.quantity).or_else(|| {
                 recent
                     .iter()
                     .take(2)
-                    .find_map(|p| any_of(&p.text, QUANTITY))
+                    .find_map(|p| any_of(&p.text, &LEXICONS.quantity))
             });
-            let recent_life_care = recent.iter().any(|p| {
-                RULES
-                    .iter()
-                    .filter(|r| r.kind == RiskKind::LifeCare)
-                    .any(|r| rule_hit(r, &p.text).is_some())
-            });
+            let recent_life_care = recent_rules
+                .iter()
+                .any(|h| any_rule_of(h, RiskKind::LifeCare));
             let distressed = total >= 1.0 || recent_life_care;
             if let Some(q) = &quantity {
                 push(
@@ -380,20 +440,14 @@ impl RiskDetector {
 
         // Elderly: a self-description fires above; confusion needs company (another confused
         // turn, or an earlier self-description); the same message three times fires on its own.
-        let confused = RULES
+        let elderly_before = recent_rules
             .iter()
-            .find(|r| r.name == "elderly.confused")
-            .expect("the lexicon has elderly.confused");
-        let elderly_before = recent.iter().any(|p| {
-            RULES
-                .iter()
-                .filter(|r| r.kind == RiskKind::Elderly)
-                .any(|r| rule_hit(r, &p.text).is_some())
-        });
-        if let Some(words) = rule_hit(confused, &current.text) {
-            if elderly_before {
-                push(&mut hits, RiskKind::Elderly, confused.name, words);
-            }
+            .any(|h| any_rule_of(h, RiskKind::Elderly));
+        let confused = current_rules
+            .iter()
+            .find(|(r, _)| RULES[*r].name == "elderly.confused");
+        if let (Some((r, words)), true) = (confused, elderly_before) {
+            push(&mut hits, RiskKind::Elderly, RULES[*r].name, words.clone());
         }
         let asked = current.raw.trim();
         let repeats = recent
@@ -410,8 +464,9 @@ impl RiskDetector {
         }
 
         // Dispute: anger in this turn and in one of the two before.
-        if let Some(word) = any_of(&current.raw, ANGER) {
-            if let Some(before) = recent.iter().take(2).find_map(|p| any_of(&p.raw, ANGER)) {
+        if let Some(word) = any_of(&current.raw, &LEXICONS.anger) {
+            let anger = &LEXICONS.anger;
+            if let Some(before) = recent.iter().take(2).find_map(|p| any_of(&p.raw, anger)) {
                 push(
                     &mut hits,
                     RiskKind::Dispute,
@@ -432,13 +487,4 @@ impl RiskDetector {
             .iter()
             .any(|h| h.kind == RiskKind::LifeCare)
     }
-}
-
-fn rule_hit(rule: &Rule, text: &str) -> Option<Vec<String>> {
-    let words: Vec<String> = rule
-        .patterns
-        .iter()
-        .filter_map(|p| matches(text, p, rule.negatable))
-        .collect();
-    (!words.is_empty()).then_some(words)
 }

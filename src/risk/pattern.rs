@@ -55,6 +55,59 @@ pub fn blank(text: &mut String, pattern: &str) {
     }
 }
 
+/// A list of patterns with one Aho-Corasick automaton over their first parts, so that a message
+/// is scanned once per list instead of once per pattern: with about a thousand patterns, trying
+/// each with `match_indices` was a fifth of the server's CPU per message. Only the patterns whose
+/// first part occurs are then checked exactly with [`find`]; the result is the same as trying
+/// every pattern in list order.
+pub struct PatternSet {
+    patterns: Vec<&'static str>,
+    /// Automaton over the distinct first parts.
+    automaton: aho_corasick::AhoCorasick,
+    /// For each distinct first part, the indices of the patterns that start with it.
+    by_first: Vec<Vec<usize>>,
+}
+
+impl PatternSet {
+    pub fn new(patterns: impl IntoIterator<Item = &'static str>) -> PatternSet {
+        let patterns: Vec<&'static str> = patterns.into_iter().collect();
+        let mut firsts: Vec<&'static str> = Vec::new();
+        let mut by_first: Vec<Vec<usize>> = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let first = p.split('~').next().unwrap_or(p);
+            match firsts.iter().position(|f| *f == first) {
+                Some(j) => by_first[j].push(i),
+                None => {
+                    firsts.push(first);
+                    by_first.push(vec![i]);
+                }
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::new(&firsts)
+            .expect("the risk lexicon's patterns build an automaton");
+        PatternSet {
+            patterns,
+            automaton,
+            by_first,
+        }
+    }
+
+    /// The patterns whose first part occurs in `text`, as indices in list order.
+    pub fn candidates(&self, text: &str) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for m in self.automaton.find_overlapping_iter(text) {
+            out.extend(&self.by_first[m.pattern().as_usize()]);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    pub fn pattern(&self, index: usize) -> &'static str {
+        self.patterns[index]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +130,19 @@ mod tests {
         blank(&mut t, "笑死");
         assert_eq!(t.len(), "笑死我了想死".len());
         assert!(t.starts_with("      我了"));
+    }
+
+    #[test]
+    fn candidates_are_the_patterns_that_can_match() {
+        let set = PatternSet::new(["安眠药~多少", "多少", "die", "想死", "安眠药"]);
+        let c: Vec<&str> = set
+            .candidates("安眠药一次吃多少 diet")
+            .into_iter()
+            .map(|i| set.pattern(i))
+            .collect();
+        // "die" is a candidate inside "diet": the exact check decides, not the prefilter.
+        assert_eq!(c, ["安眠药~多少", "多少", "die", "安眠药"]);
+        assert!(set.candidates("你好").is_empty());
     }
 
     #[test]
