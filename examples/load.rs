@@ -3,17 +3,26 @@
 //!
 //! ```sh
 //! cargo build --release && cargo build --release --examples
-//! target/release/examples/load --connections 1000 --messages 10        # full pipeline
-//! target/release/examples/load --connections 1000 --messages 10 --echo # the ceiling
-//! target/release/examples/load --idle 10000                            # memory held
+//! target/release/examples/load --connections 1000 --rate 5 --messages 20        # full pipeline
+//! target/release/examples/load --connections 1000 --rate 5 --messages 20 --echo # the ceiling
+//! target/release/examples/load --connections 1000 --messages 10                 # closed loop
+//! target/release/examples/load --idle 10000                                     # memory held
 //! ```
 //!
 //! It starts `target/release/honeydesk serve` itself on a free port with a scratch data
 //! directory and the per-IP and per-connection limits off (they are policy, not capacity), unless
-//! `--addr` points at a running server. Each connection says hello, then sends its messages one
-//! after another, each as soon as the previous one was acknowledged; latency is from sending a
-//! message to its ack, which the server sends after the engine decided and the message and the
-//! reply are in SQLite. Client and server share the machine's cores.
+//! `--addr` points at a running server. Each connection says hello, then sends its messages.
+//!
+//! With `--rate R` (open loop) each connection sends R messages a second on a fixed schedule,
+//! the connections' schedules spread evenly over one interval, whether or not earlier messages
+//! were answered: N connections offer N × R messages a second, the way N shoppers typing would.
+//! Latency runs from a message's *scheduled* time to its ack, so a server that falls behind is
+//! charged for the wait too (no coordinated omission). Without `--rate` (closed loop) each
+//! connection sends its next message as soon as the last was acknowledged, which measures the
+//! most the server can push through, with N messages always in flight.
+//!
+//! The ack comes after the engine decided and the message and the reply are in SQLite. Client and
+//! server share the machine's cores.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,6 +50,8 @@ struct Args {
     messages: usize,
     echo: bool,
     idle: usize,
+    /// Messages a second per connection (open loop); 0 is closed loop.
+    rate: f64,
 }
 
 fn args() -> Args {
@@ -50,6 +61,7 @@ fn args() -> Args {
         messages: 10,
         echo: false,
         idle: 0,
+        rate: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +71,7 @@ fn args() -> Args {
             "--connections" => a.connections = value().parse().expect("a number"),
             "--messages" => a.messages = value().parse().expect("a number"),
             "--idle" => a.idle = value().parse().expect("a number"),
+            "--rate" => a.rate = value().parse().expect("messages a second"),
             "--echo" => a.echo = true,
             other => panic!("unknown flag {other}; see the doc comment in examples/load.rs"),
         }
@@ -177,6 +190,57 @@ async fn shopper(mut ws: Socket, id: usize, n: usize, echo: bool) -> Vec<Duratio
     out
 }
 
+/// One shopper on a schedule: message `i` is due at `start + i / rate`. A writer sends each when
+/// due; the reader matches acks (or echoes) to their due time. Returns the latencies.
+async fn paced_shopper(
+    ws: Socket,
+    id: usize,
+    n: usize,
+    echo: bool,
+    start: Instant,
+    rate: f64,
+) -> Vec<Duration> {
+    let (mut tx, mut rx) = ws.split();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let due = move |i: usize| start + interval.mul_f64(i as f64);
+    let writer = tokio::spawn(async move {
+        for i in 0..n {
+            tokio::time::sleep_until(due(i).into()).await;
+            let text = QUESTIONS[(id + i) % QUESTIONS.len()];
+            let frame = json!({"type": "message", "client_id": format!("{i}"), "text": text});
+            if tx
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tx
+    });
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let v: Value = match rx.next().await {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        };
+        if !echo && v["type"] == "error" {
+            panic!("error frame: {v}");
+        }
+        // An echo is the message itself; otherwise the ack names the message.
+        let i = (echo || v["type"] == "ack")
+            .then(|| v["client_id"].as_str())
+            .flatten();
+        if let Some(i) = i.and_then(|i| i.parse::<usize>().ok()) {
+            out.push(due(i).elapsed());
+        }
+    }
+    // Keep the socket open until every answer is in.
+    let _ = writer.await;
+    out
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -225,7 +289,16 @@ async fn main() {
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
-        .map(|(id, ws)| tokio::spawn(shopper(ws, id, a.messages, a.echo)))
+        .map(|(id, ws)| {
+            if a.rate > 0.0 {
+                // Spread the connections' schedules evenly over one interval.
+                let offset = Duration::from_secs_f64(id as f64 / a.connections as f64 / a.rate);
+                let start = started + Duration::from_millis(100) + offset;
+                tokio::spawn(paced_shopper(ws, id, a.messages, a.echo, start, a.rate))
+            } else {
+                tokio::spawn(shopper(ws, id, a.messages, a.echo))
+            }
+        })
         .collect();
     let mut latencies = Vec::new();
     for t in tasks {
@@ -235,9 +308,14 @@ async fn main() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "{} connections x {} messages{}: {} in {:.2} s = {:.0} messages/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{} connections x {} messages{}{}: {} in {:.2} s = {:.0} messages/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         a.connections,
         a.messages,
+        if a.rate > 0.0 {
+            format!(" at {} a second each (offered {:.0}/s)", a.rate, a.rate * a.connections as f64)
+        } else {
+            " closed loop".to_string()
+        },
         if a.echo { " (echo)" } else { "" },
         latencies.len(),
         wall.as_secs_f64(),

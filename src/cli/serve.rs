@@ -17,6 +17,14 @@ use honeydesk::store::{ChatStore, SqliteStore};
 const DEMO_KEYS: &str = "demo-keys.txt";
 
 pub fn run(config: Config) -> Result<()> {
+    // The server's models read one message at a time, far too small for candle to gain from
+    // splitting an op over threads: with its default (a thread per core) every forward pass
+    // waits on its pool's other thread, and the server's throughput fell by a quarter. The
+    // concurrency is across messages, on tokio's blocking threads. Set before candle's pool is
+    // first built; an operator's own RAYON_NUM_THREADS wins.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let device = nlu::device(&config.device)?;
     if !config.model_dir.join("meta.json").exists() {
         eprintln!(
@@ -75,6 +83,7 @@ pub fn run(config: Config) -> Result<()> {
     let handoff = MemoryHandoff::durable(store.clone())
         .map_err(|e| anyhow::anyhow!("loading queues and agents: {e}"))?;
     let demo = demo_keys(&config.data_dir, store.as_ref(), &handoff)?;
+    let writer = store.clone();
     let state = Arc::new(
         honeydesk::server::AppState::new(engine, Some(watch), store, handoff)
             .with_limits(config.per_ip)
@@ -115,6 +124,8 @@ pub fn run(config: Config) -> Result<()> {
             eprintln!("shutting down: draining connections");
         })
         .await?;
+        // The last queue and agent changes (agents going away as their sockets close).
+        writer.flush().context("writing the last changes")?;
         Ok(())
     })
 }

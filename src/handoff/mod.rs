@@ -6,8 +6,10 @@
 //! conversations under one lock: an assignment reads the queue and the agents and changes both,
 //! and one lock makes that atomic without lock-ordering rules. Handoffs are rare next to
 //! messages, so the lock is cold. Given a [`Journal`] (the server's SQLite store), every change is
-//! written through before the lock is released, and [`MemoryHandoff::durable`] reads it all back
-//! after a restart: waiting tickets, assignments, agents and the conversations they concern.
+//! handed to it before the lock is released, so the journal has them in the order they happened
+//! (the store commits them with its next group, without the lock waiting), and
+//! [`MemoryHandoff::durable`] reads it all back after a restart: waiting tickets, assignments,
+//! agents and the conversations they concern.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -118,7 +120,9 @@ pub struct Snapshot {
     pub conversations: Vec<Conversation>,
 }
 
-/// Durable storage under a [`MemoryHandoff`].
+/// Durable storage under a [`MemoryHandoff`]. Writes must reach storage in the order they are
+/// made; `write` may return before they are durable (the server waits on its store's barrier
+/// before it tells anyone).
 pub trait Journal: Send + Sync {
     fn write(&self, changes: &Changes<'_>) -> Result<(), JournalError>;
     fn load(&self) -> Result<Snapshot, JournalError>;
@@ -337,6 +341,10 @@ impl MemoryHandoff {
         let Some(journal) = &self.journal else {
             return;
         };
+        if dirty.tickets.is_empty() && dirty.agents.is_empty() && dirty.conversations.is_empty() {
+            // Nothing changed: an empty transaction still costs a commit under the lock.
+            return;
+        }
         let changes = Changes {
             tickets: dirty
                 .tickets
@@ -548,19 +556,34 @@ impl HandoffStore for MemoryHandoff {
 
     fn assign(&self, now: DateTime<FixedOffset>) -> Vec<Assignment> {
         let mut s = self.lock();
-        let mut waiting: Vec<Ticket> = s
-            .tickets
+        // With nobody able to take a chat (the common case under load: every agent full), a long
+        // queue must not cost a sort of all its tickets for every message.
+        let anyone = s
+            .agents
             .values()
-            .filter(|t| t.agent.is_none())
-            .cloned()
+            .any(|a| a.free() || a.supervisor && a.status != AgentStatus::Away);
+        if !anyone {
+            return Vec::new();
+        }
+        let mut waiting: Vec<&Ticket> = s.tickets.values().filter(|t| t.agent.is_none()).collect();
+        waiting.sort_by(|a, b| order(a, b));
+        let waiting: Vec<(String, String, String, Escalation)> = waiting
+            .into_iter()
+            .map(|t| {
+                (
+                    t.conversation.clone(),
+                    t.shop.clone(),
+                    t.queue.clone(),
+                    t.escalation,
+                )
+            })
             .collect();
-        waiting.sort_by(order);
         let mut out = Vec::new();
-        for t in waiting {
+        for (conversation, shop, queue, escalation) in waiting {
             let candidates = s.agents.values().filter(|a| {
-                a.works_for(&t.shop)
-                    && match t.escalation {
-                        Escalation::None => a.free() && a.skills.contains(&t.queue),
+                a.works_for(&shop)
+                    && match escalation {
+                        Escalation::None => a.free() && a.skills.contains(&queue),
                         Escalation::AnyAgent => a.free(),
                         Escalation::Supervisor => {
                             a.supervisor && a.status != AgentStatus::Away || a.free()
@@ -574,7 +597,7 @@ impl HandoffStore for MemoryHandoff {
                 })
                 .map(|a| a.id.clone());
             if let Some(agent) = best {
-                out.push(s.give(&agent, &t.conversation, now));
+                out.push(s.give(&agent, &conversation, now));
             }
         }
         self.commit(&mut s);

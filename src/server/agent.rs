@@ -337,7 +337,18 @@ async fn run(
                 let Some(Ok(msg)) = frame else { return };
                 if matches!(msg, Message::Close(_)) { return; }
                 let out = match parse(msg) {
-                    Ok(Some(request)) => handle(state, id, request).await,
+                    Ok(Some(request)) => {
+                        let out = handle(state, id, request).await;
+                        // What the request changed in the queues is durable before the agent
+                        // hears it was done.
+                        let (done, durable) = tokio::sync::oneshot::channel();
+                        state.store.barrier_then(Box::new(move |r| { let _ = done.send(r); }));
+                        match durable.await {
+                            Ok(Ok(())) => out,
+                            Ok(Err(e)) => error("internal", e.to_string()),
+                            Err(_) => error("internal", "the store's writer is gone"),
+                        }
+                    }
                     Ok(None) => continue,
                     Err(refusal) => refusal.into(),
                 };
@@ -513,10 +524,12 @@ async fn reply(
         return refused(e);
     }
     let event = s.next_event(0, Speaker::Agent, text, now);
-    if let Err(e) = state
-        .store
-        .append(conversation, &[(event.clone(), Some(stored_id))], None)
-    {
+    if let Err(e) = state.store.append(
+        conversation,
+        &[(event.clone(), Some(stored_id))],
+        None,
+        None,
+    ) {
         return error("internal", e.to_string());
     }
     metrics::agent_message();
@@ -545,7 +558,7 @@ async fn resolve(state: &Arc<AppState>, agent: &str, conversation: &str) -> Out 
         };
         if let Err(e) = state
             .store
-            .append(conversation, &[(event.clone(), None)], None)
+            .append(conversation, &[(event.clone(), None)], None, None)
         {
             return error("internal", e.to_string());
         }

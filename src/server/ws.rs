@@ -764,14 +764,22 @@ async fn handle(
     if let Some(event) = reply {
         batch.push((event, None));
     }
-    // Durable first: only what is stored is acknowledged and shown.
-    state
-        .store
-        .append(id, &batch, Some(&record))
+    // Durable first: only what is stored is acknowledged and shown. The write joins the store's
+    // next group commit; this task waits for it without holding a worker thread.
+    let (done, stored) = tokio::sync::oneshot::channel();
+    state.store.append_then(
+        id,
+        &batch,
+        Some(&record),
+        Some(&conv),
+        Box::new(move |r| {
+            let _ = done.send(r);
+        }),
+    );
+    stored
+        .await
+        .map_err(|_| "the store's writer is gone".to_string())?
         .map_err(|e| e.to_string())?;
-    if let Err(e) = state.store.save_state(&conv) {
-        tracing::warn!(conversation = id, error = %e, "conversation state not saved");
-    }
     s.acks.insert(client_id.clone(), shopper.seq);
     s.publish(batch.into_iter().map(|(e, _)| e).collect(), &state.bus);
     let _ = state.bus.send(super::Notice::Queues);

@@ -5,6 +5,13 @@
 //! directory, WAL mode, `synchronous = NORMAL` (a committed transaction survives the process being
 //! killed; only a power loss can take the last ones). Migrations live in `migrations/` and are
 //! applied in order, tracked by SQLite's `user_version`.
+//!
+//! Chat messages are written with group commit: [`ChatStore::append_then`] hands the batch to one
+//! writer thread with its own connection, which takes every batch waiting, writes each in its own
+//! savepoint (a bad one fails alone) and commits them together; each caller hears back after
+//! that commit. Under load one commit then carries many messages instead of one, and the
+//! websocket's reads never wait behind a write. The handoff journal goes through the same
+//! writer, in order, so queue changes never wait on SQLite's lock while holding the queues'.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -27,7 +34,15 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// A group commit failed: every batch in it is lost, so each caller gets this.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the store's writer thread is gone")]
+    WriterGone,
 }
+
+/// Told once a batch given to [`ChatStore::append_then`] is durable, or why it is not.
+pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -58,14 +73,48 @@ pub trait ChatStore: Send + Sync {
     fn set_embed(&self, shop: &str, embed: &Embed) -> Result<()>;
     fn conversation(&self, id: &str) -> Result<Option<StoredConversation>>;
     fn save_state(&self, conv: &Conversation) -> Result<()>;
-    /// Store events (with the client id of a shopper message), and the decision they carry, in
-    /// one transaction; returns once they are durable.
+    /// Store events (with the client id of a shopper message), the decision they carry and the
+    /// conversation's state after it, all or nothing; `done` is called once they are durable
+    /// (or with the error), possibly on another thread. It does not wait: an async caller
+    /// awaits a channel that `done` fills.
+    fn append_then(
+        &self,
+        conversation: &str,
+        events: &[(Event, Option<String>)],
+        decision: Option<&DecisionRecord>,
+        state: Option<&Conversation>,
+        done: Done,
+    );
+    /// `done` is called once everything handed to the store before this call is durable.
+    fn barrier_then(&self, done: Done);
+    /// [`ChatStore::barrier_then`], waiting for it.
+    fn flush(&self) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.barrier_then(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.recv().unwrap_or(Err(StoreError::WriterGone))
+    }
+    /// [`ChatStore::append_then`], waiting for it.
     fn append(
         &self,
         conversation: &str,
         events: &[(Event, Option<String>)],
         decision: Option<&DecisionRecord>,
-    ) -> Result<()>;
+        state: Option<&Conversation>,
+    ) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.append_then(
+            conversation,
+            events,
+            decision,
+            state,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv().unwrap_or(Err(StoreError::WriterGone))
+    }
     /// A shop's stored decisions, oldest first, at most `limit` (the newest ones).
     fn decisions(&self, shop: &str, limit: usize) -> Result<Vec<DecisionRecord>>;
     /// A shop's conversations, newest first: (id, opened_at), at most `limit`.
@@ -130,10 +179,172 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_identity.sql"),
 ];
 
-/// SQLite behind a mutex: writes are serialised by SQLite anyway, and a chat message is one small
-/// transaction.
+const SAVE_STATE: &str = "UPDATE conversations SET state = ?2 WHERE id = ?1";
+
+/// SQLite behind a mutex for everything but chat messages, which go to the group-commit writer.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    writer: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+/// What the writer thread is given, in the order it must be written.
+enum Job {
+    Append(Append),
+    Journal(JournalWrite),
+    /// Nothing to write: answered once everything before it is committed.
+    Barrier(Done),
+}
+
+/// A [`DecisionRecord`] with its trace as JSON.
+struct DecisionRow {
+    conversation: String,
+    seq: i64,
+    shop: String,
+    kind: String,
+    reason: Option<String>,
+    at: String,
+    trace: String,
+}
+
+/// One handoff journal entry, serialised by the caller.
+struct JournalWrite {
+    /// (conversation, shop, queue, agent, JSON body)
+    tickets: Vec<(String, String, String, Option<String>, String)>,
+    removed: Vec<String>,
+    /// (id, shop, JSON body)
+    agents: Vec<(String, Option<String>, String)>,
+    /// (id, state JSON)
+    conversations: Vec<(String, String)>,
+}
+
+/// One batch for the writer, serialised by the caller.
+struct Append {
+    conversation: String,
+    /// (seq, client id, JSON body)
+    events: Vec<(i64, Option<String>, String)>,
+    decision: Option<DecisionRow>,
+    /// (conversation id, state JSON)
+    state: Option<(String, String)>,
+    done: Done,
+}
+
+/// Most batches one commit carries.
+const GROUP_MAX: usize = 512;
+
+/// The writer thread: one transaction for everything waiting, a savepoint per job.
+fn write_groups(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut results: Vec<Result<()>> = Vec::with_capacity(group.len());
+        let committed = (|| -> Result<()> {
+            let mut tx = conn.transaction()?;
+            for job in &group {
+                let mut sp = tx.savepoint()?;
+                let r = match job {
+                    Job::Append(a) => write_one(&sp, a),
+                    Job::Journal(j) => write_journal(&sp, j),
+                    Job::Barrier(_) => Ok(()),
+                };
+                if r.is_ok() {
+                    sp.commit()?;
+                } else {
+                    sp.rollback()?;
+                }
+                results.push(r);
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = committed {
+            // Nothing of the group is stored: everyone hears so.
+            results = group
+                .iter()
+                .map(|_| Err(StoreError::Commit(e.to_string())))
+                .collect();
+        }
+        for (job, r) in group.into_iter().zip(results) {
+            match job {
+                Job::Append(a) => (a.done)(r),
+                Job::Barrier(done) => done(r),
+                Job::Journal(_) => {
+                    if let Err(e) = r {
+                        // Nobody waits on a journal write; the error must not go unseen.
+                        tracing::error!(error = %e, "handoff state not written to the journal");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_journal(tx: &Connection, j: &JournalWrite) -> Result<()> {
+    for (conversation, shop, queue, agent, body) in &j.tickets {
+        tx.prepare_cached(
+            "INSERT INTO tickets (conversation, shop, queue, agent, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(conversation) DO UPDATE SET shop = ?2, queue = ?3, agent = ?4, body = ?5",
+        )?
+        .execute(params![conversation, shop, queue, agent, body])?;
+    }
+    for id in &j.removed {
+        tx.prepare_cached("DELETE FROM tickets WHERE conversation = ?1")?
+            .execute(params![id])?;
+    }
+    for (id, shop, body) in &j.agents {
+        tx.prepare_cached(
+            "INSERT INTO agents (id, shop, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET shop = ?2, body = ?3",
+        )?
+        .execute(params![id, shop, body])?;
+    }
+    // Only conversations the store opened have a row; others (POST /v1/message) are kept in
+    // memory.
+    for (id, json) in &j.conversations {
+        tx.prepare_cached(SAVE_STATE)?.execute(params![id, json])?;
+    }
+    Ok(())
+}
+
+fn write_one(tx: &Connection, job: &Append) -> Result<()> {
+    for (seq, client_id, body) in &job.events {
+        tx.prepare_cached(
+            "INSERT INTO events (conversation, seq, client_id, body) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![job.conversation, seq, client_id, body])?;
+    }
+    if let Some((id, json)) = &job.state {
+        tx.prepare_cached(SAVE_STATE)?.execute(params![id, json])?;
+    }
+    if let Some(d) = &job.decision {
+        tx.prepare_cached(
+            "INSERT INTO decisions (conversation, seq, shop, kind, reason, at, trace)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            d.conversation,
+            d.seq,
+            d.shop,
+            d.kind,
+            d.reason,
+            d.at,
+            d.trace
+        ])?;
+    }
+    Ok(())
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 impl SqliteStore {
@@ -143,11 +354,8 @@ impl SqliteStore {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let conn = Connection::open(data_dir.join("honeydesk.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let path = data_dir.join("honeydesk.db");
+        let conn = connect(&path)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.unchecked_transaction()?;
@@ -155,9 +363,25 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
+        let writer_conn = connect(&path)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_groups(writer_conn, rx))
+            .map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            writer: Mutex::new(tx),
         })
+    }
+
+    /// Hand `job` to the writer; gives it back if the writer thread is gone.
+    fn send(&self, job: Job) -> Option<Job> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.send(job).err().map(|e| e.0)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -257,45 +481,64 @@ impl ChatStore for SqliteStore {
 
     fn save_state(&self, conv: &Conversation) -> Result<()> {
         let json = serde_json::to_string(conv)?;
-        self.conn().execute(
-            "UPDATE conversations SET state = ?2 WHERE id = ?1",
-            params![conv.id, json],
-        )?;
+        self.conn()
+            .prepare_cached(SAVE_STATE)?
+            .execute(params![conv.id, json])?;
         Ok(())
     }
 
-    fn append(
+    fn append_then(
         &self,
         conversation: &str,
         events: &[(Event, Option<String>)],
         decision: Option<&DecisionRecord>,
-    ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (event, client_id) in events {
-            let body = serde_json::to_string(event)?;
-            tx.execute(
-                "INSERT INTO events (conversation, seq, client_id, body) VALUES (?1, ?2, ?3, ?4)",
-                params![conversation, event.seq as i64, client_id, body],
-            )?;
+        state: Option<&Conversation>,
+        done: Done,
+    ) {
+        let serialised = (|| -> Result<_> {
+            let events = events
+                .iter()
+                .map(|(e, c)| Ok((e.seq as i64, c.clone(), serde_json::to_string(e)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let decision = decision
+                .map(|d| -> Result<_> {
+                    Ok(DecisionRow {
+                        conversation: d.conversation.clone(),
+                        seq: d.seq as i64,
+                        shop: d.shop.clone(),
+                        kind: d.kind.clone(),
+                        reason: d.reason.clone(),
+                        at: d.at.clone(),
+                        trace: serde_json::to_string(&d.trace)?,
+                    })
+                })
+                .transpose()?;
+            let state = state
+                .map(|c| -> Result<_> { Ok((c.id.clone(), serde_json::to_string(c)?)) })
+                .transpose()?;
+            Ok((events, decision, state))
+        })();
+        match serialised {
+            Ok((events, decision, state)) => {
+                let job = Append {
+                    conversation: conversation.to_string(),
+                    events,
+                    decision,
+                    state,
+                    done,
+                };
+                if let Some(Job::Append(job)) = self.send(Job::Append(job)) {
+                    (job.done)(Err(StoreError::WriterGone));
+                }
+            }
+            Err(e) => done(Err(e)),
         }
-        if let Some(d) = decision {
-            tx.execute(
-                "INSERT INTO decisions (conversation, seq, shop, kind, reason, at, trace)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    d.conversation,
-                    d.seq as i64,
-                    d.shop,
-                    d.kind,
-                    d.reason,
-                    d.at,
-                    serde_json::to_string(&d.trace)?
-                ],
-            )?;
+    }
+
+    fn barrier_then(&self, done: Done) {
+        if let Some(Job::Barrier(done)) = self.send(Job::Barrier(done)) {
+            done(Err(StoreError::WriterGone));
         }
-        tx.commit()?;
-        Ok(())
     }
 
     fn decisions(&self, shop: &str, limit: usize) -> Result<Vec<DecisionRecord>> {
@@ -360,11 +603,8 @@ impl ChatStore for SqliteStore {
     fn ack_of(&self, conversation: &str, client_id: &str) -> Result<Option<u64>> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT seq FROM events WHERE conversation = ?1 AND client_id = ?2",
-                params![conversation, client_id],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached("SELECT seq FROM events WHERE conversation = ?1 AND client_id = ?2")?
+            .query_row(params![conversation, client_id], |r| r.get::<_, i64>(0))
             .optional()?
             .map(|s| s as u64))
     }
@@ -432,36 +672,40 @@ impl ChatStore for SqliteStore {
 }
 
 impl Journal for SqliteStore {
+    /// Queued to the writer thread behind everything written before it, so the journal is in
+    /// the order of the changes; durable at the next commit. Whoever must know it is durable
+    /// (the ack of a shopper message, the answer to an agent) waits for a later write.
     fn write(&self, changes: &Changes<'_>) -> std::result::Result<(), JournalError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for t in &changes.tickets {
-            tx.execute(
-                "INSERT INTO tickets (conversation, shop, queue, agent, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(conversation) DO UPDATE SET shop = ?2, queue = ?3, agent = ?4, body = ?5",
-                params![t.conversation, t.shop, t.queue, t.agent, serde_json::to_string(t)?],
-            )?;
+        let job = JournalWrite {
+            tickets: changes
+                .tickets
+                .iter()
+                .map(|t| {
+                    Ok((
+                        t.conversation.clone(),
+                        t.shop.clone(),
+                        t.queue.clone(),
+                        t.agent.clone(),
+                        serde_json::to_string(t)?,
+                    ))
+                })
+                .collect::<serde_json::Result<_>>()?,
+            removed: changes.removed.iter().map(|s| s.to_string()).collect(),
+            agents: changes
+                .agents
+                .iter()
+                .map(|a| Ok((a.id.clone(), a.shop.clone(), serde_json::to_string(a)?)))
+                .collect::<serde_json::Result<_>>()?,
+            conversations: changes
+                .conversations
+                .iter()
+                .map(|c| Ok((c.id.clone(), serde_json::to_string(c)?)))
+                .collect::<serde_json::Result<_>>()?,
+        };
+        match self.send(Job::Journal(job)) {
+            None => Ok(()),
+            Some(_) => Err(Box::new(StoreError::WriterGone)),
         }
-        for id in &changes.removed {
-            tx.execute("DELETE FROM tickets WHERE conversation = ?1", params![id])?;
-        }
-        for a in &changes.agents {
-            tx.execute(
-                "INSERT INTO agents (id, shop, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET shop = ?2, body = ?3",
-                params![a.id, a.shop, serde_json::to_string(a)?],
-            )?;
-        }
-        for c in &changes.conversations {
-            // Only conversations the store opened have a row; others (POST /v1/message) are
-            // kept in memory.
-            tx.execute(
-                "UPDATE conversations SET state = ?2 WHERE id = ?1",
-                params![c.id, serde_json::to_string(c)?],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     fn load(&self) -> std::result::Result<Snapshot, JournalError> {
@@ -523,6 +767,7 @@ mod tests {
                     (event(2, "全店满99元包邮"), None),
                 ],
                 None,
+                None,
             )
             .unwrap();
             let retry = s.append(
@@ -531,6 +776,7 @@ mod tests {
                     (event(3, "x"), None),
                     (event(4, "again"), Some("m1".into())),
                 ],
+                None,
                 None,
             );
             assert!(retry.is_err(), "one seq per client id");
@@ -549,5 +795,63 @@ mod tests {
         assert_eq!(s.ack_of("c1", "m1").unwrap(), Some(1));
         assert_eq!(s.ack_of("c1", "m9").unwrap(), None);
         assert!(s.conversation("nope").unwrap().is_none());
+    }
+
+    /// Group commit: batches written together from many threads each get their own answer, a
+    /// bad one fails alone, and a barrier answers only after what came before it is stored.
+    #[test]
+    fn a_bad_batch_in_a_group_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(dir.path()).unwrap());
+        for c in 0..8 {
+            let id = format!("c{c}");
+            s.open_conversation(&id, "demo", "tok", "2026-11-25T10:00:00+08:00", None)
+                .unwrap();
+        }
+        let threads: Vec<_> = (0..8)
+            .map(|c| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let id = format!("c{c}");
+                    (1..=20u64)
+                        .map(|seq| {
+                            // Conversation c3 sends one client id twice: that batch must fail.
+                            let client = if c == 3 && seq == 10 {
+                                "m9".to_string()
+                            } else {
+                                format!("m{seq}")
+                            };
+                            s.append(&id, &[(event(seq, "hi"), Some(client))], None, None)
+                                .is_ok()
+                        })
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<bool>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for (c, r) in results.iter().enumerate() {
+            let failed: Vec<usize> = (0..20).filter(|&i| !r[i]).collect();
+            if c == 3 {
+                assert_eq!(failed, vec![9], "only the duplicate client id fails");
+            } else {
+                assert!(failed.is_empty(), "c{c}: {failed:?}");
+            }
+        }
+        assert_eq!(s.events_after("c0", 0).unwrap().len(), 20);
+        assert_eq!(s.events_after("c3", 0).unwrap().len(), 19);
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        s.append_then(
+            "c0",
+            &[(event(21, "late"), None)],
+            None,
+            None,
+            Box::new(move |r| tx.send(("append", r.is_ok())).unwrap()),
+        );
+        s.barrier_then(Box::new(move |r| tx2.send(("barrier", r.is_ok())).unwrap()));
+        assert_eq!(rx.recv().unwrap(), ("append", true));
+        assert_eq!(rx.recv().unwrap(), ("barrier", true));
+        assert_eq!(s.events_after("c0", 20).unwrap().len(), 1);
     }
 }
