@@ -25,6 +25,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum EncoderCommand {
+    /// Encoder throughput: sentences per second at batch 1 and batch 32 on the texts of --data.
+    Bench {
+        #[arg(long)]
+        encoder: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// At most this many texts.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Train an intent model from labelled JSONL/CSV.
     Train {
@@ -37,8 +53,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        #[arg(long, default_value_t = TrainConfig::default().epochs)]
-        epochs: usize,
+        /// Passes over the data (default 15; 60 for an encoder head).
+        #[arg(long)]
+        epochs: Option<usize>,
         /// Use this out-of-scope threshold instead of choosing one on --val.
         #[arg(long)]
         threshold: Option<f32>,
@@ -47,10 +64,11 @@ enum Command {
         /// Hidden layer width; 0 for a linear read-out.
         #[arg(long, default_value_t = TrainConfig::default().hidden.unwrap_or(0))]
         hidden: usize,
-        #[arg(long, default_value_t = TrainConfig::default().lr)]
-        lr: f64,
-        #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-        batch_size: usize,
+        /// Learning rate (default: the fast model's or the encoder head's own).
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        batch_size: Option<usize>,
         /// Largest in-scope accuracy loss (absolute, on --val) the chosen threshold may cost.
         #[arg(long, default_value_t = TrainConfig::default().max_accuracy_drop)]
         max_accuracy_drop: f32,
@@ -59,6 +77,16 @@ enum Command {
         feature_dropout: f32,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Train a softmax head on this sentence encoder's vectors (a local Hugging Face BERT
+        /// folder, e.g. models/encoders/minilm from scripts/fetch-encoder.sh) instead of the
+        /// fast model; --epochs, --lr, --batch-size and the threshold options apply to the head.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+    },
+    /// Sentence encoder tools.
+    Encoder {
+        #[command(subcommand)]
+        command: EncoderCommand,
     },
     /// Print the top intents of each TEXT.
     Classify {
@@ -75,6 +103,10 @@ enum Command {
     Eval {
         #[arg(long, default_value = BUNDLED_MODEL)]
         model: PathBuf,
+        /// The sentence encoder: for --folds, cross-validate an encoder head instead of the fast
+        /// model; for an encoder-head --model, the encoder to load it with.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
         /// Labelled log: JSONL (or .csv) with text and any of conversation, shop, intent, faq,
         /// expected, risk.
         #[arg(long)]
@@ -251,12 +283,26 @@ fn run(cli: Cli) -> Result<()> {
             feature_dropout,
             max_accuracy_drop,
             device,
+            encoder,
         } => {
+            if let Some(encoder) = encoder {
+                let defaults = honeydesk::nlu::head::HeadConfig::default();
+                let cfg = honeydesk::nlu::head::HeadConfig {
+                    seed,
+                    epochs: epochs.unwrap_or(defaults.epochs),
+                    lr: lr.unwrap_or(defaults.lr),
+                    batch_size: batch_size.unwrap_or(defaults.batch_size),
+                    max_accuracy_drop,
+                    threshold,
+                    ..defaults
+                };
+                return cli::encoder::train(&data, val.as_deref(), &out, &encoder, &device, &cfg);
+            }
             let cfg = TrainConfig {
                 seed,
-                epochs,
-                lr,
-                batch_size,
+                epochs: epochs.unwrap_or(TrainConfig::default().epochs),
+                lr: lr.unwrap_or(TrainConfig::default().lr),
+                batch_size: batch_size.unwrap_or(TrainConfig::default().batch_size),
                 feature_dropout,
                 max_accuracy_drop,
                 threshold,
@@ -273,6 +319,10 @@ fn run(cli: Cli) -> Result<()> {
             device,
             text,
         } => {
+            if honeydesk::nlu::head::is_head(&model) {
+                let head = cli::encoder::load_head(&model, None, &device)?;
+                return cli::encoder::classify(&head, &text, json);
+            }
             let model = load_model(&model, &device)?;
             for t in &text {
                 let p = model.classify(t)?;
@@ -296,6 +346,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval {
             model,
+            encoder,
             data,
             json,
             folds,
@@ -317,7 +368,16 @@ fn run(cli: Cli) -> Result<()> {
                     .into_iter()
                     .map(|t| data::Example::new(t.text, t.intent.as_deref()))
                     .collect();
-                cross_validate(&examples, k, seed, &device, json)
+                match &encoder {
+                    Some(enc) => {
+                        cli::encoder::cross_validate(&examples, k, seed, enc, &device, json)
+                    }
+                    None => cross_validate(&examples, k, seed, &device, json),
+                }
+            }
+            None if honeydesk::nlu::head::is_head(&model) => {
+                let head = cli::encoder::load_head(&model, encoder.as_deref(), &device)?;
+                cli::encoder::eval(&head, &data, json)
             }
             None => cli::eval::run(cli::eval::EvalArgs {
                 data,
@@ -366,6 +426,15 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Faq { data_dir, command } => cli::faq::run(command, &data_dir),
         Command::Risk { command } => cli::risk::run(command),
+        Command::Encoder {
+            command:
+                EncoderCommand::Bench {
+                    encoder,
+                    data,
+                    limit,
+                    device,
+                },
+        } => cli::encoder::bench(&encoder, &device, &data, limit),
         Command::Keys { data_dir, command } => cli::serve::keys(command, &data_dir),
         Command::Chat {
             shop,

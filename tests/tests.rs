@@ -6,6 +6,7 @@ mod browser;
 mod common;
 mod dialog;
 mod embed;
+mod encoder;
 mod eval;
 mod handoff;
 mod intent;

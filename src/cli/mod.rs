@@ -1,5 +1,6 @@
 //! Subcommands too large to sit in `main.rs`.
 
+pub mod encoder;
 pub mod eval;
 pub mod faq;
 pub mod report;

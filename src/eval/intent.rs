@@ -34,17 +34,37 @@ impl Scored {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let mut out = Vec::with_capacity(examples.len());
         for (chunk, gold) in texts.chunks(512).zip(examples.chunks(512)) {
-            for (probs, e) in model.probabilities(chunk)?.into_iter().zip(gold) {
-                let (best, confidence) = best_in_scope(&probs, model.oos);
-                out.push(Scored {
-                    gold: e.label().to_string(),
-                    best: model.labels[best].clone(),
-                    confidence,
-                    oos_wins: model.oos.is_some_and(|o| probs[o] > confidence),
-                });
-            }
+            let probs = model.probabilities(chunk)?;
+            out.extend(Self::from_probabilities(
+                &probs,
+                &model.labels,
+                model.oos,
+                gold,
+            ));
         }
         Ok(out)
+    }
+
+    /// Scored examples from any classifier's calibrated probabilities over `labels`.
+    pub fn from_probabilities(
+        probs: &[Vec<f32>],
+        labels: &[String],
+        oos: Option<usize>,
+        examples: &[Example],
+    ) -> Vec<Scored> {
+        probs
+            .iter()
+            .zip(examples)
+            .map(|(p, e)| {
+                let (best, confidence) = best_in_scope(p, oos);
+                Scored {
+                    gold: e.label().to_string(),
+                    best: labels[best].clone(),
+                    confidence,
+                    oos_wins: oos.is_some_and(|o| p[o] > confidence),
+                }
+            })
+            .collect()
     }
 }
 

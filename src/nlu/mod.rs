@@ -5,10 +5,14 @@
 //! - [`tokenizer`], [`features`]: text to tokens (a saved `tokenizer.json`) to a bag of n-grams.
 //! - [`model`]: the candle classifier, its files, and prediction with the out-of-scope threshold.
 //! - [`train`]: training, temperature calibration and threshold choice.
+//! - [`encoder`], [`head`]: the accurate tier, a pretrained sentence encoder (BERT family, from a
+//!   local folder) with a trained softmax head on its vectors.
 
 pub mod data;
 pub mod datasets;
+pub mod encoder;
 pub mod features;
+pub mod head;
 pub mod model;
 pub mod rng;
 pub mod tokenizer;

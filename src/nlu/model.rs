@@ -215,21 +215,7 @@ impl IntentModel {
 
     /// Turn calibrated probabilities into a prediction at `threshold`.
     pub fn decide(&self, probs: &[f32], threshold: f32) -> Prediction {
-        let (best, confidence) = best_in_scope(probs, self.oos);
-        let oos_wins = self.oos.is_some_and(|o| probs[o] > confidence);
-        let intent = (!oos_wins && confidence >= threshold).then(|| self.labels[best].clone());
-        let mut ranked: Vec<(String, f32)> = self
-            .labels
-            .iter()
-            .cloned()
-            .zip(probs.iter().copied())
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Prediction {
-            intent,
-            confidence,
-            ranked,
-        }
+        decide(&self.labels, self.oos, probs, threshold)
     }
 
     /// Write the model directory.
@@ -339,6 +325,22 @@ impl IntentModel {
 }
 
 /// The best class other than `oos`, and its probability.
+/// Calibrated probabilities over `labels` (with the `oos` class at `oos`, if any) to a prediction
+/// at `threshold`; shared by the fast model and the encoder head.
+pub fn decide(labels: &[String], oos: Option<usize>, probs: &[f32], threshold: f32) -> Prediction {
+    let (best, confidence) = best_in_scope(probs, oos);
+    let oos_wins = oos.is_some_and(|o| probs[o] > confidence);
+    let intent = (!oos_wins && confidence >= threshold).then(|| labels[best].clone());
+    let mut ranked: Vec<(String, f32)> =
+        labels.iter().cloned().zip(probs.iter().copied()).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Prediction {
+        intent,
+        confidence,
+        ranked,
+    }
+}
+
 pub(crate) fn best_in_scope(probs: &[f32], oos: Option<usize>) -> (usize, f32) {
     probs
         .iter()

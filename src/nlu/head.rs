@@ -1,0 +1,382 @@
+//! An intent classifier on a sentence encoder's vectors: a linear softmax head trained with candle,
+//! calibrated and thresholded on validation data exactly like the fast model
+//! ([`crate::eval::intent::fit_temperature`], [`crate::eval::intent::choose_threshold`]).
+//!
+//! The head is small (dim × labels); the encoder is not saved with it, only its [`EncoderId`], so
+//! a head is refused by any other encoder. Training embeds every example once and then runs many
+//! cheap epochs over the vectors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use serde::{Deserialize, Serialize};
+
+use super::data::{Example, OOS};
+use super::encoder::{Encoder, EncoderId};
+use super::model::{decide, Prediction};
+use super::rng::SplitMix64;
+use super::{NluError, Result};
+use crate::eval::intent::{choose_threshold, fit_temperature, IntentMetrics, Scored};
+use crate::text::normalize;
+
+/// Bumped when the files change meaning.
+pub const FORMAT: u32 = 1;
+
+/// What `meta.json` of a head says. `kind` tells it from the fast model's folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeadMeta {
+    pub format: u32,
+    /// Always `encoder_head`.
+    pub kind: String,
+    pub encoder: EncoderId,
+    /// Where the encoder was when the head was trained (used when no other folder is given).
+    pub encoder_dir: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub data_sha256: String,
+    pub train_examples: usize,
+    pub val_examples: usize,
+    pub temperature: f32,
+    pub threshold: f32,
+    pub threshold_rule: String,
+    pub val_metrics: Option<serde_json::Value>,
+    /// Seconds spent embedding the training and validation texts, and training the head.
+    pub embed_seconds: f64,
+    pub train_seconds: f64,
+}
+
+pub const KIND: &str = "encoder_head";
+
+/// How the head is trained.
+#[derive(Debug, Clone)]
+pub struct HeadConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub weight_decay: f64,
+    /// Largest in-scope accuracy loss the chosen out-of-scope threshold may cost on validation.
+    pub max_accuracy_drop: f32,
+    pub threshold: Option<f32>,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            seed: 42,
+            epochs: 60,
+            lr: 0.01,
+            batch_size: 64,
+            weight_decay: 1e-4,
+            max_accuracy_drop: 0.01,
+            threshold: None,
+        }
+    }
+}
+
+/// A head with its encoder, ready to answer.
+pub struct EncoderIntentModel {
+    pub encoder: Arc<Encoder>,
+    /// (dim, labels)
+    w: Tensor,
+    b: Tensor,
+    labels: Vec<String>,
+    oos: Option<usize>,
+    pub meta: HeadMeta,
+}
+
+/// The texts as the encoder sees them: the shared normalizer (width, case, script, emoji).
+pub fn prepared(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| normalize(t)).collect()
+}
+
+/// Embed `texts` with `encoder`, after [`prepared`].
+pub fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let p = prepared(texts);
+    let refs: Vec<&str> = p.iter().map(String::as_str).collect();
+    encoder.embed(&refs)
+}
+
+fn matrix(rows: &[Vec<f32>], dim: usize, device: &Device) -> Result<Tensor> {
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Ok(Tensor::from_vec(flat, (rows.len(), dim), device)?)
+}
+
+impl EncoderIntentModel {
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn oos(&self) -> Option<usize> {
+        self.oos
+    }
+
+    /// Raw logits for sentence vectors.
+    pub fn logits_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = matrix(vectors, self.encoder.dim(), self.w.device())?;
+        Ok(x.matmul(&self.w)?
+            .broadcast_add(&self.b)?
+            .to_vec2::<f32>()?)
+    }
+
+    /// Calibrated probabilities for sentence vectors.
+    pub fn probabilities_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = matrix(vectors, self.encoder.dim(), self.w.device())?;
+        let logits = x.matmul(&self.w)?.broadcast_add(&self.b)?;
+        let probs = candle_nn::ops::softmax(&(logits / self.meta.temperature as f64)?, D::Minus1)?;
+        Ok(probs.to_vec2::<f32>()?)
+    }
+
+    /// Calibrated probabilities for texts.
+    pub fn probabilities(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.probabilities_of(&embed(&self.encoder, texts)?)
+    }
+
+    pub fn classify(&self, text: &str) -> Result<Prediction> {
+        let probs = self.probabilities(&[text])?.pop().expect("one row");
+        Ok(self.decide(&probs, self.meta.threshold))
+    }
+
+    pub fn decide(&self, probs: &[f32], threshold: f32) -> Prediction {
+        decide(&self.labels, self.oos, probs, threshold)
+    }
+
+    /// Scored examples from their vectors (for metrics and threshold choice).
+    pub fn scored(&self, vectors: &[Vec<f32>], examples: &[Example]) -> Result<Vec<Scored>> {
+        let probs = self.probabilities_of(vectors)?;
+        Ok(Scored::from_probabilities(
+            &probs,
+            &self.labels,
+            self.oos,
+            examples,
+        ))
+    }
+
+    /// Write `head.safetensors`, `labels.json` and `meta.json` to `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(NluError::io(dir))?;
+        let cpu = Device::Cpu;
+        let tensors = std::collections::HashMap::from([
+            ("w".to_string(), self.w.to_device(&cpu)?),
+            ("b".to_string(), self.b.to_device(&cpu)?),
+        ]);
+        candle_core::safetensors::save(&tensors, dir.join("head.safetensors"))?;
+        let write = |name: &str, text: String| -> Result<()> {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(NluError::io(&p))
+        };
+        write("labels.json", pretty(&self.labels))?;
+        write("meta.json", pretty(&self.meta))?;
+        Ok(())
+    }
+
+    /// Load the head in `dir` for `encoder`; refused when it was trained on another encoder.
+    pub fn load(dir: &Path, encoder: Arc<Encoder>) -> Result<Self> {
+        let meta = read_meta(dir)?;
+        if meta.encoder.weights_sha256 != encoder.id.weights_sha256 {
+            return Err(NluError::Model(format!(
+                "{}: this head was trained on the encoder {:?} (weights sha256 {}), not on {:?} \
+                 in {} (sha256 {}); retrain it with `honeydesk train --encoder`",
+                dir.display(),
+                meta.encoder.name,
+                &meta.encoder.weights_sha256[..12.min(meta.encoder.weights_sha256.len())],
+                encoder.id.name,
+                encoder.dir.display(),
+                &encoder.id.weights_sha256[..12],
+            )));
+        }
+        let labels_path = dir.join("labels.json");
+        let labels: Vec<String> = serde_json::from_str(
+            &std::fs::read_to_string(&labels_path).map_err(NluError::io(&labels_path))?,
+        )
+        .map_err(|e| NluError::Model(format!("{}: {e}", labels_path.display())))?;
+        // The head is a few hundred kilobytes: it always runs on the CPU, whatever the encoder uses.
+        let device = Device::Cpu;
+        let tensors = candle_core::safetensors::load(dir.join("head.safetensors"), &device)?;
+        let get = |name: &str| {
+            tensors.get(name).cloned().ok_or_else(|| {
+                NluError::Model(format!("{}: head.safetensors has no {name}", dir.display()))
+            })
+        };
+        let (w, b) = (get("w")?, get("b")?);
+        if w.dims() != [encoder.dim(), labels.len()] || b.dims() != [labels.len()] {
+            return Err(NluError::Model(format!(
+                "{}: head shape {:?} does not fit {} labels on {}-wide vectors",
+                dir.display(),
+                w.dims(),
+                labels.len(),
+                encoder.dim()
+            )));
+        }
+        let oos = labels.iter().position(|l| l == OOS);
+        Ok(EncoderIntentModel {
+            encoder,
+            w,
+            b,
+            labels,
+            oos,
+            meta,
+        })
+    }
+}
+
+/// The `meta.json` of a head, or an error saying why `dir` is not one.
+pub fn read_meta(dir: &Path) -> Result<HeadMeta> {
+    let path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&path).map_err(NluError::io(&path))?;
+    let meta: HeadMeta = serde_json::from_str(&text)
+        .map_err(|e| NluError::Model(format!("{}: not an encoder head: {e}", path.display())))?;
+    if meta.kind != KIND || meta.format != FORMAT {
+        return Err(NluError::Model(format!(
+            "{}: kind {:?} format {}, expected {KIND:?} format {FORMAT}",
+            path.display(),
+            meta.kind,
+            meta.format
+        )));
+    }
+    Ok(meta)
+}
+
+/// Whether `dir` holds an encoder head (rather than a fast model).
+pub fn is_head(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["kind"] == KIND)
+}
+
+/// Train a head on `train` (and calibrate on `val`) with precomputed vectors.
+pub fn train_on_vectors(
+    encoder: Arc<Encoder>,
+    train: &[Example],
+    train_vectors: &[Vec<f32>],
+    val: Option<(&[Example], &[Vec<f32>])>,
+    cfg: &HeadConfig,
+) -> Result<EncoderIntentModel> {
+    let started = std::time::Instant::now();
+    if train.is_empty() {
+        return Err(NluError::Model("no training examples".into()));
+    }
+    let mut labels: Vec<String> = train.iter().map(|e| e.label().to_string()).collect();
+    labels.sort();
+    labels.dedup();
+    let index = |l: &str| labels.iter().position(|x| x == l);
+    let dim = encoder.dim();
+    let device = Device::Cpu;
+    let x = matrix(train_vectors, dim, &device)?;
+    let y: Vec<u32> = train
+        .iter()
+        .map(|e| index(e.label()).expect("label listed") as u32)
+        .collect();
+    let y = Tensor::from_vec(y, train.len(), &device)?;
+
+    let w = Var::zeros((dim, labels.len()), DType::F32, &device)?;
+    let b = Var::zeros(labels.len(), DType::F32, &device)?;
+    let mut opt = AdamW::new(
+        vec![w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let mut rng = SplitMix64::new(cfg.seed);
+    let mut order: Vec<u32> = (0..train.len() as u32).collect();
+    for _ in 0..cfg.epochs {
+        rng.shuffle(&mut order);
+        for chunk in order.chunks(cfg.batch_size.max(1)) {
+            let ids = Tensor::from_slice(chunk, chunk.len(), &device)?;
+            let xb = x.index_select(&ids, 0)?;
+            let yb = y.index_select(&ids, 0)?;
+            let logits = xb.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+            opt.backward_step(&loss)?;
+        }
+    }
+    let oos = labels.iter().position(|l| l == OOS);
+    let mut model = EncoderIntentModel {
+        meta: HeadMeta {
+            format: FORMAT,
+            kind: KIND.into(),
+            encoder: encoder.id.clone(),
+            encoder_dir: encoder.dir.display().to_string(),
+            seed: cfg.seed,
+            epochs: cfg.epochs,
+            data_sha256: super::train::data_hash(train),
+            train_examples: train.len(),
+            val_examples: val.map_or(0, |v| v.0.len()),
+            temperature: 1.0,
+            threshold: cfg.threshold.unwrap_or(0.0),
+            threshold_rule: match cfg.threshold {
+                Some(t) => format!("fixed at {t} by --threshold"),
+                None => "none: no validation data, nothing is rejected".into(),
+            },
+            val_metrics: None,
+            embed_seconds: 0.0,
+            train_seconds: 0.0,
+        },
+        encoder,
+        w: w.as_tensor().clone(),
+        b: b.as_tensor().clone(),
+        labels,
+        oos,
+    };
+    if let Some((val, vectors)) = val {
+        let logits = model.logits_of(vectors)?;
+        let gold: Vec<Option<usize>> = val
+            .iter()
+            .map(|e| model.labels.iter().position(|l| l == e.label()))
+            .collect();
+        model.meta.temperature = fit_temperature(&logits, &gold);
+        let scored = model.scored(vectors, val)?;
+        if cfg.threshold.is_none() {
+            let (t, rule) = choose_threshold(&scored, cfg.max_accuracy_drop);
+            model.meta.threshold = t;
+            model.meta.threshold_rule = rule;
+        }
+        let metrics = IntentMetrics::compute(&scored, model.meta.threshold);
+        model.meta.val_metrics = Some(serde_json::to_value(&metrics).expect("metrics serialize"));
+    }
+    model.meta.train_seconds = started.elapsed().as_secs_f64();
+    Ok(model)
+}
+
+/// Embed and train: what `honeydesk train --encoder` runs.
+pub fn train(
+    encoder: Arc<Encoder>,
+    train: &[Example],
+    val: Option<&[Example]>,
+    cfg: &HeadConfig,
+) -> Result<EncoderIntentModel> {
+    let started = std::time::Instant::now();
+    let texts = |ex: &[Example]| -> Vec<String> { ex.iter().map(|e| e.text.clone()).collect() };
+    let tv = texts(train);
+    let train_vectors = embed(&encoder, &tv.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let val_vectors = match val {
+        Some(v) => {
+            let t = texts(v);
+            Some(embed(
+                &encoder,
+                &t.iter().map(String::as_str).collect::<Vec<_>>(),
+            )?)
+        }
+        None => None,
+    };
+    let embed_seconds = started.elapsed().as_secs_f64();
+    let val_pair = val.zip(val_vectors.as_deref());
+    let mut model = train_on_vectors(encoder, train, &train_vectors, val_pair, cfg)?;
+    model.meta.embed_seconds = embed_seconds;
+    Ok(model)
+}
+
+fn pretty<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("serializable") + "\n"
+}

@@ -1,0 +1,234 @@
+//! The accurate tier without any download: a tiny BERT with random weights, written to a temp
+//! folder in the Hugging Face layout (config.json, model.safetensors, a small tokenizer.json that
+//! pads to a fixed length the way all-MiniLM-L6-v2's does), then loaded, pooled, batched, and a
+//! head trained, saved, reloaded and refused by another encoder.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::bert::{BertModel, Config};
+use honeydesk::nlu::data::Example;
+use honeydesk::nlu::encoder::{cosine, Encoder};
+use honeydesk::nlu::head::{self, EncoderIntentModel, HeadConfig};
+use honeydesk::nlu::rng::SplitMix64;
+
+const WORDS: &[&str] = &[
+    "where", "is", "my", "parcel", "package", "order", "refund", "return", "money", "back", "want",
+    "to", "the", "a", "it", "size", "small", "large", "fit", "does", "please", "send", "invoice",
+    "receipt", "need", "an", "for", "shipping", "track", "when", "arrive", "##s",
+];
+
+fn tokenizer_json() -> String {
+    let mut vocab = serde_json::Map::new();
+    for (i, t) in ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+        .iter()
+        .chain(WORDS)
+        .enumerate()
+    {
+        vocab.insert(t.to_string(), i.into());
+    }
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": {"direction": "Right", "max_length": 128, "strategy": "LongestFirst", "stride": 0},
+        // A fixed 128-token padding, as all-MiniLM-L6-v2 ships: the encoder must override it.
+        "padding": {"strategy": {"Fixed": 128}, "direction": "Right", "pad_to_multiple_of": null,
+                    "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"},
+        "added_tokens": [],
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                       "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                     {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab}
+    })
+    .to_string()
+}
+
+/// Write a tiny random BERT to `dir`; `seed` changes the weights.
+fn tiny_bert(dir: &Path, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "vocab_size": WORDS.len() + 4, "hidden_size": 24, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 48, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0, "model_type": "bert"
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let cfg: Config = serde_json::from_value(config).unwrap();
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    // Loading through a VarMap creates every tensor under BERT's names. candle's CPU generator
+    // cannot be seeded, so the weights (all but the layer norms) are redrawn from our own.
+    BertModel::load(vb, &cfg).unwrap();
+    let mut rng = SplitMix64::new(seed);
+    let vars = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names.into_iter().filter(|n| !n.contains("LayerNorm")) {
+        let var = &vars[name];
+        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.normal() * 0.2).collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &device).unwrap())
+            .unwrap();
+    }
+    drop(vars);
+    varmap.save(dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), tokenizer_json()).unwrap();
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4)
+}
+
+#[test]
+fn a_local_bert_folder_loads_pools_and_batches_with_padding_to_the_longest() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bert(dir.path(), 1);
+    let enc = Encoder::load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(enc.dim(), 24);
+    assert_eq!(enc.max_tokens(), 64);
+
+    let short = "where is my parcel";
+    let long = "please send the invoice for my order when it does arrive please";
+    let alone = enc.embed(&[short]).unwrap().pop().unwrap();
+    let norm: f32 = alone.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "unit length, got {norm}");
+    // Padding must not change a sentence's vector: alone, or beside a longer one in a batch.
+    let batch = enc.embed(&[short, long]).unwrap();
+    assert!(close(&alone, &batch[0]), "padding leaked into the mean");
+    assert!((cosine(&batch[0], &batch[1]) - 1.0).abs() > 1e-3);
+    // More texts than one batch holds come back in order.
+    let many: Vec<&str> = (0..70)
+        .map(|i| if i % 2 == 0 { short } else { long })
+        .collect();
+    let out = enc.embed(&many).unwrap();
+    assert_eq!(out.len(), 70);
+    assert!(close(&out[68], &alone) && close(&out[69], &batch[1]));
+    assert!(enc.embed(&[]).unwrap().is_empty());
+    // Words the vocabulary lacks.
+    assert_eq!(enc.unknown_share("where is my parcel").unwrap(), 0.0);
+    assert!(enc.unknown_share("我的快递到哪了").unwrap() > 0.9);
+}
+
+#[test]
+fn a_missing_or_broken_encoder_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Encoder::load(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("config.json"), "{err}");
+    tiny_bert(dir.path(), 1);
+    std::fs::write(dir.path().join("config.json"), "{\"hidden_size\": 3}").unwrap();
+    let err = Encoder::load(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a BERT config"), "{err}");
+}
+
+fn examples() -> Vec<Example> {
+    let mut out = Vec::new();
+    for (intent, texts) in [
+        (
+            "where_is_my_parcel",
+            &[
+                "where is my parcel",
+                "where is my package",
+                "track my order",
+                "when does my parcel arrive",
+                "track the package please",
+                "where is the order",
+            ][..],
+        ),
+        (
+            "return_refund",
+            &[
+                "i want a refund",
+                "return it for my money back",
+                "refund my order",
+                "want to return the package",
+                "money back please",
+                "return and refund",
+            ],
+        ),
+        (
+            "invoice",
+            &[
+                "send an invoice",
+                "i need a receipt",
+                "invoice for my order",
+                "please send the receipt",
+                "need an invoice please",
+                "receipt for the order",
+            ],
+        ),
+    ] {
+        for t in texts {
+            out.push(Example::new(*t, Some(intent)));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 1);
+    let encoder = Arc::new(Encoder::load(&enc_dir, &Device::Cpu).unwrap());
+    let train = examples();
+    let cfg = HeadConfig {
+        epochs: 300,
+        lr: 0.05,
+        batch_size: 18,
+        weight_decay: 0.0,
+        ..HeadConfig::default()
+    };
+    let model = head::train(encoder.clone(), &train, Some(&train), &cfg).unwrap();
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let right = texts
+        .iter()
+        .zip(&train)
+        .filter(|(t, e)| model.classify(t).unwrap().label() == e.label())
+        .count();
+    // Random weights still give each word its own direction: the training set is learnable.
+    assert!(right >= 16, "{right}/18 right on the training texts");
+    assert_eq!(model.meta.kind, "encoder_head");
+    assert_eq!(model.meta.encoder.name, "tiny");
+
+    let saved = dir.path().join("head");
+    model.save(&saved).unwrap();
+    assert!(head::is_head(&saved));
+    let back = EncoderIntentModel::load(&saved, encoder.clone()).unwrap();
+    let (a, b) = (
+        model.probabilities(&texts).unwrap(),
+        back.probabilities(&texts).unwrap(),
+    );
+    assert!(a.iter().zip(&b).all(|(x, y)| close(x, y)));
+    assert_eq!(back.meta, model.meta);
+
+    // Another encoder (other weights) must not answer with this head.
+    let other_dir = dir.path().join("other");
+    tiny_bert(&other_dir, 2);
+    let other = Arc::new(Encoder::load(&other_dir, &Device::Cpu).unwrap());
+    let err = EncoderIntentModel::load(&saved, other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("trained on the encoder"), "{err}");
+    // A fast model's folder is not a head.
+    assert!(!head::is_head(&crate::common::root().join("models/intent")));
+}
