@@ -53,7 +53,7 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Passes over the data (default 15; 60 for an encoder head).
+        /// Passes over the data (default 15; 20 for an encoder head).
         #[arg(long)]
         epochs: Option<usize>,
         /// Use this out-of-scope threshold instead of choosing one on --val.
@@ -82,6 +82,10 @@ enum Command {
         /// fast model; --epochs, --lr, --batch-size and the threshold options apply to the head.
         #[arg(long)]
         encoder: Option<PathBuf>,
+        /// With --encoder: add the n-gram features of this fast model (trained on the same data)
+        /// to the sentence vectors.
+        #[arg(long, requires = "encoder")]
+        fast_model: Option<PathBuf>,
     },
     /// Sentence encoder tools.
     Encoder {
@@ -107,6 +111,10 @@ enum Command {
         /// model; for an encoder-head --model, the encoder to load it with.
         #[arg(long)]
         encoder: Option<PathBuf>,
+        /// With --folds and --encoder: add the n-gram features of a fast model trained on each
+        /// fold's training part.
+        #[arg(long, requires = "encoder")]
+        with_fast: bool,
         /// Labelled log: JSONL (or .csv) with text and any of conversation, shop, intent, faq,
         /// expected, risk.
         #[arg(long)]
@@ -284,6 +292,7 @@ fn run(cli: Cli) -> Result<()> {
             max_accuracy_drop,
             device,
             encoder,
+            fast_model,
         } => {
             if let Some(encoder) = encoder {
                 let defaults = honeydesk::nlu::head::HeadConfig::default();
@@ -296,7 +305,15 @@ fn run(cli: Cli) -> Result<()> {
                     threshold,
                     ..defaults
                 };
-                return cli::encoder::train(&data, val.as_deref(), &out, &encoder, &device, &cfg);
+                return cli::encoder::train(
+                    &data,
+                    val.as_deref(),
+                    &out,
+                    &encoder,
+                    fast_model.as_deref(),
+                    &device,
+                    &cfg,
+                );
             }
             let cfg = TrainConfig {
                 seed,
@@ -347,6 +364,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             model,
             encoder,
+            with_fast,
             data,
             json,
             folds,
@@ -369,9 +387,9 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|t| data::Example::new(t.text, t.intent.as_deref()))
                     .collect();
                 match &encoder {
-                    Some(enc) => {
-                        cli::encoder::cross_validate(&examples, k, seed, enc, &device, json)
-                    }
+                    Some(enc) => cli::encoder::cross_validate(
+                        &examples, k, seed, enc, with_fast, &device, json,
+                    ),
                     None => cross_validate(&examples, k, seed, &device, json),
                 }
             }

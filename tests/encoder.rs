@@ -197,7 +197,7 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
         weight_decay: 0.0,
         ..HeadConfig::default()
     };
-    let model = head::train(encoder.clone(), &train, Some(&train), &cfg).unwrap();
+    let model = head::train(encoder.clone(), None, &train, Some(&train), &cfg).unwrap();
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let right = texts
         .iter()
@@ -212,7 +212,7 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
     let saved = dir.path().join("head");
     model.save(&saved).unwrap();
     assert!(head::is_head(&saved));
-    let back = EncoderIntentModel::load(&saved, encoder.clone()).unwrap();
+    let back = EncoderIntentModel::load(&saved, encoder.clone(), None).unwrap();
     let (a, b) = (
         model.probabilities(&texts).unwrap(),
         back.probabilities(&texts).unwrap(),
@@ -224,11 +224,71 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
     let other_dir = dir.path().join("other");
     tiny_bert(&other_dir, 2);
     let other = Arc::new(Encoder::load(&other_dir, &Device::Cpu).unwrap());
-    let err = EncoderIntentModel::load(&saved, other)
+    let err = EncoderIntentModel::load(&saved, other, None)
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("trained on the encoder"), "{err}");
     // A fast model's folder is not a head.
     assert!(!head::is_head(&crate::common::root().join("models/intent")));
+}
+
+#[test]
+fn a_head_with_lexical_features_needs_its_own_fast_model() {
+    use honeydesk::nlu::{self, TrainConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 3);
+    let encoder = Arc::new(Encoder::load(&enc_dir, &Device::Cpu).unwrap());
+    let train = examples();
+    let fast = nlu::train(&train, None, &TrainConfig::default(), &mut |_| {})
+        .unwrap()
+        .model;
+    let fast_dir = dir.path().join("fast");
+    fast.save(&fast_dir).unwrap();
+    let fast = Arc::new(fast);
+    let cfg = HeadConfig {
+        epochs: 200,
+        lr: 0.05,
+        batch_size: 18,
+        weight_decay: 0.0,
+        ..HeadConfig::default()
+    };
+    let lexical = Some((fast.clone(), fast_dir.display().to_string()));
+    let model = head::train(encoder.clone(), lexical, &train, None, &cfg).unwrap();
+    assert_eq!(model.input_dim(), 24 + head::LEXICAL_BUCKETS);
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let right = texts
+        .iter()
+        .zip(&train)
+        .filter(|(t, e)| model.classify(t).unwrap().label() == e.label())
+        .count();
+    assert_eq!(
+        right, 18,
+        "distinct words per intent: the n-grams alone separate them"
+    );
+
+    let saved = dir.path().join("head");
+    model.save(&saved).unwrap();
+    let err = EncoderIntentModel::load(&saved, encoder.clone(), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("needs the fast model"), "{err}");
+    let mut other_data = train.clone();
+    other_data.push(Example::new("where is my parcel please", Some("invoice")));
+    let other = nlu::train(&other_data, None, &TrainConfig::default(), &mut |_| {})
+        .unwrap()
+        .model;
+    let err = EncoderIntentModel::load(&saved, encoder.clone(), Some(Arc::new(other)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("fast model trained on data"), "{err}");
+    let back = EncoderIntentModel::load(&saved, encoder, Some(fast)).unwrap();
+    let (a, b) = (
+        model.probabilities(&texts).unwrap(),
+        back.probabilities(&texts).unwrap(),
+    );
+    assert!(a.iter().zip(&b).all(|(x, y)| close(x, y)));
 }

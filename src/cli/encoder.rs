@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use honeydesk::eval::intent::{curve, IntentMetrics};
 use honeydesk::nlu::data::{self, Example};
 use honeydesk::nlu::encoder::Encoder;
-use honeydesk::nlu::head::{self, EncoderIntentModel, HeadConfig};
+use honeydesk::nlu::head::{self, EncoderIntentModel, HeadConfig, LexicalMeta};
+use honeydesk::nlu::{IntentModel, TrainConfig};
 
 pub fn load_encoder(dir: &Path, device: &str) -> Result<Arc<Encoder>> {
     let device = honeydesk::nlu::device(device)?;
@@ -24,20 +25,35 @@ pub fn load_head(dir: &Path, encoder: Option<&Path>, device: &str) -> Result<Enc
     let meta = head::read_meta(dir)?;
     let enc_dir = encoder.map_or_else(|| PathBuf::from(&meta.encoder_dir), Path::to_path_buf);
     let encoder = load_encoder(&enc_dir, device)?;
-    Ok(EncoderIntentModel::load(dir, encoder)?)
+    let fast = match &meta.lexical {
+        Some(l) => Some(Arc::new(load_fast(Path::new(&l.fast_model_dir), device)?)),
+        None => None,
+    };
+    Ok(EncoderIntentModel::load(dir, encoder, fast)?)
 }
 
+fn load_fast(dir: &Path, device: &str) -> Result<IntentModel> {
+    IntentModel::load(dir, &honeydesk::nlu::device(device)?)
+        .with_context(|| format!("loading the fast intent model in {}", dir.display()))
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     data: &Path,
     val: Option<&Path>,
     out: &Path,
     encoder: &Path,
+    fast: Option<&Path>,
     device: &str,
     cfg: &HeadConfig,
 ) -> Result<()> {
     let train = data::load(data)?;
     let val = val.map(data::load).transpose()?;
     let encoder = load_encoder(encoder, device)?;
+    let lexical = match fast {
+        Some(dir) => Some((Arc::new(load_fast(dir, device)?), dir.display().to_string())),
+        None => None,
+    };
     eprintln!(
         "embedding {} training{} examples with {} ({} wide)",
         train.len(),
@@ -46,7 +62,7 @@ pub fn train(
         encoder.id.name,
         encoder.dim()
     );
-    let model = head::train(encoder, &train, val.as_deref(), cfg)?;
+    let model = head::train(encoder, lexical, &train, val.as_deref(), cfg)?;
     model.save(out)?;
     let m = &model.meta;
     eprintln!(
@@ -122,12 +138,15 @@ pub fn eval(model: &EncoderIntentModel, data_path: &Path, json: bool) -> Result<
     Ok(())
 }
 
-/// K-fold cross-validation of a head: every text is embedded once, then K heads are trained.
+/// K-fold cross-validation of a head: every text is embedded once, then K heads are trained
+/// (with `with_fast`, each on the sentence vectors plus the n-gram features of a fast model
+/// trained on that fold's training part).
 pub fn cross_validate(
     examples: &[Example],
     k: usize,
     seed: u64,
     encoder: &Path,
+    with_fast: bool,
     device: &str,
     json: bool,
 ) -> Result<()> {
@@ -164,9 +183,31 @@ pub fn cross_validate(
                 })
                 .unzip()
         };
-        let (train, train_v) = pick(&train);
-        let (test, test_v) = pick(&test);
-        let model = head::train_on_vectors(encoder.clone(), &train, &train_v, None, &cfg)?;
+        let (train, mut train_v) = pick(&train);
+        let (test, mut test_v) = pick(&test);
+        let lexical = if with_fast {
+            let fast_cfg = TrainConfig {
+                seed,
+                ..TrainConfig::default()
+            };
+            let fast = Arc::new(honeydesk::nlu::train(&train, None, &fast_cfg, &mut |_| {})?.model);
+            let meta = LexicalMeta {
+                fast_model_dir: String::new(),
+                fast_data_sha256: fast.meta.data_sha256.clone(),
+                buckets: head::LEXICAL_BUCKETS,
+                weight: head::LEXICAL_WEIGHT,
+            };
+            for (part, vectors) in [(&train, &mut train_v), (&test, &mut test_v)] {
+                let texts: Vec<&str> = part.iter().map(|e| e.text.as_str()).collect();
+                for (v, lex) in vectors.iter_mut().zip(fast.lexical(&texts, meta.buckets)?) {
+                    v.extend(lex.into_iter().map(|x| x * meta.weight));
+                }
+            }
+            Some((fast, meta))
+        } else {
+            None
+        };
+        let model = head::train_on_vectors(encoder.clone(), lexical, &train, &train_v, None, &cfg)?;
         let m = IntentMetrics::compute(&model.scored(&test_v, &test)?, 0.0);
         eprintln!("fold {}/{k}: accuracy {:.2}%", fold + 1, m.accuracy * 100.0);
         accs.push(m.accuracy);
