@@ -291,4 +291,34 @@ fn a_head_with_lexical_features_needs_its_own_fast_model() {
         back.probabilities(&texts).unwrap(),
     );
     assert!(a.iter().zip(&b).all(|(x, y)| close(x, y)));
+
+    // The command line finds the encoder and the fast model from the head's meta.json.
+    let data = dir.path().join("train.jsonl");
+    honeydesk::nlu::data::write_jsonl(&data, &train).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honeydesk"))
+        .args(["eval", "--json", "--model"])
+        .arg(&saved)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tier"], "encoder");
+    assert_eq!(v["intent"]["in_scope_accuracy"], 1.0, "{v}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honeydesk"))
+        .args(["classify", "--json", "--model"])
+        .arg(&saved)
+        .arg("send an invoice")
+        .output()
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (line["intent"].as_str(), line["tier"].as_str()),
+        (Some("invoice"), Some("encoder"))
+    );
 }

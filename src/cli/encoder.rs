@@ -107,7 +107,7 @@ pub fn eval(model: &EncoderIntentModel, data_path: &Path, json: bool) -> Result<
     let examples = data::load(data_path)?;
     let started = Instant::now();
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let vectors = head::embed(&model.encoder, &texts)?;
+    let vectors = model.features(&texts)?;
     let seconds = started.elapsed().as_secs_f64();
     let scored = model.scored(&vectors, &examples)?;
     let metrics = IntentMetrics::compute(&scored, model.meta.threshold);
