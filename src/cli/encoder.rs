@@ -191,17 +191,10 @@ pub fn cross_validate(
                 ..TrainConfig::default()
             };
             let fast = Arc::new(honeydesk::nlu::train(&train, None, &fast_cfg, &mut |_| {})?.model);
-            let meta = LexicalMeta {
-                fast_model_dir: String::new(),
-                fast_data_sha256: fast.meta.data_sha256.clone(),
-                buckets: head::LEXICAL_BUCKETS,
-                weight: head::LEXICAL_WEIGHT,
-            };
+            let meta = LexicalMeta::of(&fast, String::new());
             for (part, vectors) in [(&train, &mut train_v), (&test, &mut test_v)] {
                 let texts: Vec<&str> = part.iter().map(|e| e.text.as_str()).collect();
-                for (v, lex) in vectors.iter_mut().zip(fast.lexical(&texts, meta.buckets)?) {
-                    v.extend(lex.into_iter().map(|x| x * meta.weight));
-                }
+                head::add_lexical(vectors, &fast, &meta, &texts)?;
             }
             Some((fast, meta))
         } else {

@@ -224,6 +224,15 @@ pub fn auroc(scored: &[Scored]) -> Option<f64> {
     Some(u / (pos as f64 * neg as f64))
 }
 
+/// The threshold (and its rule in words) before any validation data is seen: `--threshold`, or
+/// none.
+pub fn initial_threshold(fixed: Option<f32>) -> (f32, String) {
+    match fixed {
+        Some(t) => (t, format!("fixed at {t} by --threshold")),
+        None => (0.0, "none: no validation data, nothing is rejected".into()),
+    }
+}
+
 /// Choose the out-of-scope threshold on validation data: the one with the highest out-of-scope
 /// recall whose in-scope accuracy stays within `max_drop` of the best any threshold reaches (ties:
 /// the lowest threshold). Without out-of-scope examples nothing can justify rejecting, so 0.

@@ -163,11 +163,34 @@ pub fn features(
 ) -> Result<Vec<Vec<f32>>> {
     let mut vectors = embed(encoder, texts)?;
     if let Some((fast, meta)) = lexical {
-        for (v, lex) in vectors.iter_mut().zip(fast.lexical(texts, meta.buckets)?) {
-            v.extend(lex.into_iter().map(|x| x * meta.weight));
-        }
+        add_lexical(&mut vectors, fast, meta, texts)?;
     }
     Ok(vectors)
+}
+
+/// Append `fast`'s lexical features for `texts` to their sentence vectors.
+pub fn add_lexical(
+    vectors: &mut [Vec<f32>],
+    fast: &IntentModel,
+    meta: &LexicalMeta,
+    texts: &[&str],
+) -> Result<()> {
+    for (v, lex) in vectors.iter_mut().zip(fast.lexical(texts, meta.buckets)?) {
+        v.extend(lex.into_iter().map(|x| x * meta.weight));
+    }
+    Ok(())
+}
+
+impl LexicalMeta {
+    /// The default lexical features of `fast`, kept in `dir`.
+    pub fn of(fast: &IntentModel, dir: String) -> LexicalMeta {
+        LexicalMeta {
+            fast_model_dir: dir,
+            fast_data_sha256: fast.meta.data_sha256.clone(),
+            buckets: LEXICAL_BUCKETS,
+            weight: LEXICAL_WEIGHT,
+        }
+    }
 }
 
 impl EncoderIntentModel {
@@ -408,6 +431,7 @@ pub fn train_on_vectors(
         }
     }
     let oos = labels.iter().position(|l| l == OOS);
+    let initial = crate::eval::intent::initial_threshold(cfg.threshold);
     let mut model = EncoderIntentModel {
         meta: HeadMeta {
             format: FORMAT,
@@ -420,11 +444,8 @@ pub fn train_on_vectors(
             train_examples: train.len(),
             val_examples: val.map_or(0, |v| v.0.len()),
             temperature: 1.0,
-            threshold: cfg.threshold.unwrap_or(0.0),
-            threshold_rule: match cfg.threshold {
-                Some(t) => format!("fixed at {t} by --threshold"),
-                None => "none: no validation data, nothing is rejected".into(),
-            },
+            threshold: initial.0,
+            threshold_rule: initial.1,
             val_metrics: None,
             lexical: lexical.as_ref().map(|l| l.1.clone()),
             embed_seconds: 0.0,
@@ -469,12 +490,7 @@ pub fn train(
 ) -> Result<EncoderIntentModel> {
     let started = std::time::Instant::now();
     let lexical = lexical.map(|(fast, dir)| {
-        let meta = LexicalMeta {
-            fast_model_dir: dir,
-            fast_data_sha256: fast.meta.data_sha256.clone(),
-            buckets: LEXICAL_BUCKETS,
-            weight: LEXICAL_WEIGHT,
-        };
+        let meta = LexicalMeta::of(&fast, dir);
         (fast, meta)
     });
     let lex_ref = lexical.as_ref().map(|(f, m)| (f.as_ref(), m));

@@ -291,6 +291,7 @@ pub fn train(
     }
 
     let mut model = snap(&table)?;
+    let initial = crate::eval::intent::initial_threshold(cfg.threshold);
     let mut meta = ModelMeta {
         format: FORMAT,
         dim,
@@ -302,11 +303,8 @@ pub fn train(
         val_examples: val.map_or(0, <[Example]>::len),
         features: n_rows,
         temperature: 1.0,
-        threshold: cfg.threshold.unwrap_or(0.0),
-        threshold_rule: match cfg.threshold {
-            Some(t) => format!("fixed at {t} by --threshold"),
-            None => "none: no validation data, nothing is rejected".into(),
-        },
+        threshold: initial.0,
+        threshold_rule: initial.1,
         val_metrics: None,
         train_seconds: 0.0,
     };

@@ -44,6 +44,15 @@ pub enum StoreError {
 /// Told once a batch given to [`ChatStore::append_then`] is durable, or why it is not.
 pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
 
+/// Start `start` with a [`Done`] and block until it is called.
+fn wait(start: impl FnOnce(Done)) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    start(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.recv().unwrap_or(Err(StoreError::WriterGone))
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// A conversation as the store knows it.
@@ -72,7 +81,6 @@ pub trait ChatStore: Send + Sync {
     fn embed(&self, shop: &str) -> Result<Embed>;
     fn set_embed(&self, shop: &str, embed: &Embed) -> Result<()>;
     fn conversation(&self, id: &str) -> Result<Option<StoredConversation>>;
-    fn save_state(&self, conv: &Conversation) -> Result<()>;
     /// Store events (with the client id of a shopper message), the decision they carry and the
     /// conversation's state after it, all or nothing; `done` is called once they are durable
     /// (or with the error), possibly on another thread. It does not wait: an async caller
@@ -89,11 +97,7 @@ pub trait ChatStore: Send + Sync {
     fn barrier_then(&self, done: Done);
     /// [`ChatStore::barrier_then`], waiting for it.
     fn flush(&self) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.barrier_then(Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        rx.recv().unwrap_or(Err(StoreError::WriterGone))
+        wait(|done| self.barrier_then(done))
     }
     /// [`ChatStore::append_then`], waiting for it.
     fn append(
@@ -103,17 +107,7 @@ pub trait ChatStore: Send + Sync {
         decision: Option<&DecisionRecord>,
         state: Option<&Conversation>,
     ) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.append_then(
-            conversation,
-            events,
-            decision,
-            state,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.recv().unwrap_or(Err(StoreError::WriterGone))
+        wait(|done| self.append_then(conversation, events, decision, state, done))
     }
     /// A shop's stored decisions, oldest first, at most `limit` (the newest ones).
     fn decisions(&self, shop: &str, limit: usize) -> Result<Vec<DecisionRecord>>;
@@ -477,14 +471,6 @@ impl ChatStore for SqliteStore {
             })
         })
         .transpose()
-    }
-
-    fn save_state(&self, conv: &Conversation) -> Result<()> {
-        let json = serde_json::to_string(conv)?;
-        self.conn()
-            .prepare_cached(SAVE_STATE)?
-            .execute(params![conv.id, json])?;
-        Ok(())
     }
 
     fn append_then(
