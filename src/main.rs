@@ -38,6 +38,18 @@ enum EncoderCommand {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Per-message latency of the fast model alone and of the cascade in --model (an encoder
+    /// head with a fitted cascade), one message at a time, on the texts of --data.
+    Latency {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,10 +94,17 @@ enum Command {
         /// fast model; --epochs, --lr, --batch-size and the threshold options apply to the head.
         #[arg(long)]
         encoder: Option<PathBuf>,
-        /// With --encoder: add the n-gram features of this fast model (trained on the same data)
-        /// to the sentence vectors.
+        /// With --encoder: the fast model (trained on the same data) the head sits behind. With
+        /// --val, the cascade's routing is fitted and saved with the head.
         #[arg(long, requires = "encoder")]
         fast_model: Option<PathBuf>,
+        /// With --fast-model: also add its n-gram features to the sentence vectors.
+        #[arg(long, requires = "fast_model")]
+        lexical: bool,
+        /// With --fast-model and --val: the most in-scope accuracy or out-of-scope recall
+        /// (absolute, on --val) the cascade may lose against the encoder alone.
+        #[arg(long, default_value_t = cli::encoder::CASCADE_MAX_DROP)]
+        cascade_max_drop: f64,
     },
     /// Sentence encoder tools.
     Encoder {
@@ -293,6 +312,8 @@ fn run(cli: Cli) -> Result<()> {
             device,
             encoder,
             fast_model,
+            lexical,
+            cascade_max_drop,
         } => {
             if let Some(encoder) = encoder {
                 let defaults = honeydesk::nlu::head::HeadConfig::default();
@@ -311,6 +332,8 @@ fn run(cli: Cli) -> Result<()> {
                     &out,
                     &encoder,
                     fast_model.as_deref(),
+                    lexical,
+                    cascade_max_drop,
                     &device,
                     &cfg,
                 );
@@ -337,8 +360,7 @@ fn run(cli: Cli) -> Result<()> {
             text,
         } => {
             if honeydesk::nlu::head::is_head(&model) {
-                let head = cli::encoder::load_head(&model, None, &device)?;
-                return cli::encoder::classify(&head, &text, json);
+                return cli::encoder::classify(&model, &device, &text, json);
             }
             let model = load_model(&model, &device)?;
             for t in &text {
@@ -394,8 +416,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             None if honeydesk::nlu::head::is_head(&model) => {
-                let head = cli::encoder::load_head(&model, encoder.as_deref(), &device)?;
-                cli::encoder::eval(&head, &data, json)
+                cli::encoder::eval(&model, encoder.as_deref(), &device, &data, json)
             }
             None => cli::eval::run(cli::eval::EvalArgs {
                 data,
@@ -453,6 +474,15 @@ fn run(cli: Cli) -> Result<()> {
                     device,
                 },
         } => cli::encoder::bench(&encoder, &device, &data, limit),
+        Command::Encoder {
+            command:
+                EncoderCommand::Latency {
+                    model,
+                    data,
+                    limit,
+                    device,
+                },
+        } => cli::encoder::latency(&model, &device, &data, limit),
         Command::Keys { data_dir, command } => cli::serve::keys(command, &data_dir),
         Command::Chat {
             shop,

@@ -197,7 +197,7 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
         weight_decay: 0.0,
         ..HeadConfig::default()
     };
-    let model = head::train(encoder.clone(), None, &train, Some(&train), &cfg).unwrap();
+    let (model, _) = head::train(encoder.clone(), None, &train, Some(&train), &cfg).unwrap();
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let right = texts
         .iter()
@@ -255,7 +255,7 @@ fn a_head_with_lexical_features_needs_its_own_fast_model() {
         ..HeadConfig::default()
     };
     let lexical = Some((fast.clone(), fast_dir.display().to_string()));
-    let model = head::train(encoder.clone(), lexical, &train, None, &cfg).unwrap();
+    let (model, _) = head::train(encoder.clone(), lexical, &train, None, &cfg).unwrap();
     assert_eq!(model.input_dim(), 24 + head::LEXICAL_BUCKETS);
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let right = texts
@@ -320,5 +320,181 @@ fn a_head_with_lexical_features_needs_its_own_fast_model() {
     assert_eq!(
         (line["intent"].as_str(), line["tier"].as_str()),
         (Some("invoice"), Some("encoder"))
+    );
+}
+
+/// Chinese shop talk for two of the intents: all unknown to the tiny encoder's vocabulary.
+fn chinese() -> Vec<Example> {
+    [
+        ("where_is_my_parcel", "我的快递到哪了"),
+        ("where_is_my_parcel", "亲，包裹到哪里了"),
+        ("where_is_my_parcel", "查一下物流"),
+        ("return_refund", "我要退款"),
+        ("return_refund", "亲，这个能退货吗"),
+        ("return_refund", "把钱退给我"),
+    ]
+    .into_iter()
+    .map(|(i, t)| Example::new(t, Some(i)))
+    .collect()
+}
+
+#[test]
+fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chinese_on_the_fast_model(
+) {
+    use honeydesk::nlu::cascade::{self, Cascade, Route, Tier};
+    use honeydesk::nlu::{self, TrainConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 4);
+    let encoder = Arc::new(Encoder::load(&enc_dir, &Device::Cpu).unwrap());
+    let english = examples();
+    // A fast model that never saw the invoice intent: it is wrong on every invoice message, so
+    // the cascade is only as good as the encoder if those go up to it.
+    let mut fast_data: Vec<Example> = english
+        .iter()
+        .filter(|e| e.label() != "invoice")
+        .cloned()
+        .collect();
+    fast_data.extend(chinese());
+    let fast = nlu::train(&fast_data, None, &TrainConfig::default(), &mut |_| {})
+        .unwrap()
+        .model;
+    let fast_dir = dir.path().join("fast");
+    fast.save(&fast_dir).unwrap();
+    let fast = Arc::new(fast);
+    let mut all = english.clone();
+    all.extend(chinese());
+    let cfg = HeadConfig {
+        epochs: 300,
+        lr: 0.05,
+        batch_size: 24,
+        weight_decay: 0.0,
+        ..HeadConfig::default()
+    };
+    let (mut model, val_features) =
+        head::train(encoder.clone(), None, &all, Some(&all), &cfg).unwrap();
+    let meta = cascade::fit(
+        &fast,
+        fast_dir.display().to_string(),
+        &model,
+        &all,
+        &val_features.unwrap(),
+        0.0,
+    )
+    .unwrap();
+    assert!(meta.escalate_below > 0.0, "{meta:?}");
+    // With no loss allowed, the cascade does as well as the encoder (English) on validation.
+    let han_encoder = meta.val.han_encoder_accuracy.unwrap();
+    let han_fast = meta.val.han_fast_accuracy.unwrap();
+    assert!(
+        han_encoder < han_fast,
+        "the tiny encoder knows no Chinese: {meta:?}"
+    );
+    assert!(meta.han_to_fast, "{meta:?}");
+    assert_eq!(meta.val.han_examples, 6);
+    model.meta.cascade = Some(meta.clone());
+    let saved = dir.path().join("head");
+    model.save(&saved).unwrap();
+    let model = Arc::new(model);
+    let c = Cascade::new(fast.clone(), model.clone()).unwrap();
+    for e in english.iter().filter(|e| e.label() == "invoice") {
+        let r = c.classify(&e.text).unwrap();
+        assert_eq!(r.tier, Tier::Encoder, "{}: {r:?}", e.text);
+        assert_eq!(r.route, Route::Escalated);
+        assert!(r.fast_top < meta.escalate_below);
+    }
+    let texts: Vec<&str> = all.iter().map(|e| e.text.as_str()).collect();
+    let batch = c.classify_all(&texts, None).unwrap();
+    for (t, b) in texts.iter().zip(&batch) {
+        let one = c.classify(t).unwrap();
+        assert_eq!(
+            (one.tier, one.route, one.prediction.label()),
+            (b.tier, b.route, b.prediction.label())
+        );
+        if cascade::has_han(t) {
+            assert_eq!((b.tier, b.route), (Tier::Fast, Route::Language), "{t}");
+        }
+    }
+    let m = cascade::metrics(&batch, &all);
+    let english_right = batch
+        .iter()
+        .zip(&all)
+        .filter(|(b, e)| !cascade::has_han(&e.text) && b.prediction.label() == e.label())
+        .count();
+    let encoder_right = english
+        .iter()
+        .filter(|e| model.classify(&e.text).unwrap().label() == e.label())
+        .count();
+    assert!(
+        english_right >= encoder_right,
+        "{english_right} < {encoder_right}; {m:?}"
+    );
+
+    // The folder loads as a cascade; another fast model, or a head without one, is refused.
+    let loaded = cascade::load(&saved, &Device::Cpu).unwrap();
+    assert_eq!(loaded.meta(), Some(&meta));
+    let other = nlu::train(&english, None, &TrainConfig::default(), &mut |_| {})
+        .unwrap()
+        .model;
+    let err = Cascade::new(Arc::new(other), model.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("fitted with the fast model"), "{err}");
+    let mut bare = EncoderIntentModel::load(&saved, encoder.clone(), None).unwrap();
+    bare.meta.cascade = None;
+    let err = Cascade::new(fast.clone(), Arc::new(bare))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no cascade"), "{err}");
+    // A fast model folder alone is a cascade of one tier.
+    let alone = cascade::load(&fast_dir, &Device::Cpu).unwrap();
+    assert_eq!(alone.classify("查一下物流").unwrap().route, Route::FastOnly);
+
+    // The command line: classify and eval say which tier answered.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honeydesk"))
+        .args(["classify", "--json", "--model"])
+        .arg(&saved)
+        .args(["need an invoice please", "我要退款"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["tier"], "encoder", "{:?}", lines[0]);
+    if meta.han_to_fast {
+        assert_eq!(
+            (lines[1]["tier"].as_str(), lines[1]["route"].as_str()),
+            (Some("fast"), Some("language"))
+        );
+    }
+    let data = dir.path().join("all.jsonl");
+    honeydesk::nlu::data::write_jsonl(&data, &all).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_honeydesk"))
+        .args(["eval", "--json", "--model"])
+        .arg(&saved)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cascade"]["report"]["examples"], 24, "{v}");
+    assert_eq!(
+        v["cascade"]["intent"]["accuracy"].as_f64().unwrap(),
+        m.accuracy,
+        "{v}"
     );
 }

@@ -36,6 +36,7 @@ fn trace(faq: &[&str], risk: &[RiskKind]) -> Trace {
         slots: BTreeMap::new(),
         unhelpful: 0,
         intent_in_scope: true,
+        tier: Default::default(),
     }
 }
 

@@ -22,6 +22,7 @@ fn trace() -> Trace {
         slots: Default::default(),
         unhelpful: 0,
         intent_in_scope: false,
+        tier: Default::default(),
     }
 }
 

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use honeydesk::config::{Config, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_FAQ, DEMO_SHOP};
 use honeydesk::handoff::{Agent, HandoffStore, MemoryHandoff};
 use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
-use honeydesk::nlu::{self, IntentModel, TrainConfig};
+use honeydesk::nlu::{self, TrainConfig};
 use honeydesk::server::auth::{create_key, Role};
 use honeydesk::store::{ChatStore, SqliteStore};
 
@@ -42,8 +42,21 @@ pub fn run(config: Config) -> Result<()> {
             &cfg,
         )?;
     }
-    let model = IntentModel::load(&config.model_dir, &device)
+    // An encoder head in --model brings its cascade: encoder passes get a pool of their own, one
+    // thread short of the cores, so the async server always keeps one.
+    let encoder_threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1);
+    let model = nlu::cascade::load(&config.model_dir, &device)
+        .and_then(|c| c.with_encoder_threads(encoder_threads))
         .with_context(|| format!("loading {}", config.model_dir.display()))?;
+    if let (Some(head), Some(meta)) = (model.head(), model.meta()) {
+        eprintln!(
+            "intents: the fast model, with the encoder {} below confidence {:.3} ({encoder_threads} \
+             encoder thread(s))",
+            head.encoder.id.name, meta.escalate_below
+        );
+    }
     let knowledge = Knowledge::open(
         &config.data_dir,
         Analyzer::default(),
@@ -70,7 +83,7 @@ pub fn run(config: Config) -> Result<()> {
     ))
     .context("loading the life-care model")?;
     let engine = honeydesk::dialog::Engine::new(
-        Arc::new(model),
+        model,
         Arc::new(knowledge),
         Some(Arc::new(life_care)),
         dialog_config,

@@ -22,7 +22,8 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 use crate::knowledge::{Knowledge, KnowledgeError};
-use crate::nlu::{IntentModel, NluError, OOS};
+use crate::nlu::cascade::{Cascade, Tier};
+use crate::nlu::{NluError, OOS};
 use crate::risk::{model::LifeCareModel, RiskDetector, RiskHit, RiskKind};
 use crate::text;
 pub use policy::{BusinessHours, DialogConfig, Policy, PolicyOverride, Reception};
@@ -205,6 +206,9 @@ pub struct Trace {
     /// Whether the intent model's own verdict was in scope (its `oos` class and threshold).
     #[serde(default)]
     pub intent_in_scope: bool,
+    /// Which intent tier answered (the fast model, or the encoder behind it in a cascade).
+    #[serde(default)]
+    pub tier: Tier,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,7 +370,7 @@ const UNHELPFUL: &[&str] = &[
 
 /// The dialogue engine. Shared by every conversation; holds no per-conversation state.
 pub struct Engine {
-    intents: Arc<IntentModel>,
+    intents: Arc<Cascade>,
     knowledge: Arc<Knowledge>,
     life_care: Option<Arc<LifeCareModel>>,
     config: ArcSwap<DialogConfig>,
@@ -374,14 +378,15 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// `intents`: the fast model alone (an `Arc<IntentModel>`) or a [`Cascade`].
     pub fn new(
-        intents: Arc<IntentModel>,
+        intents: impl Into<Cascade>,
         knowledge: Arc<Knowledge>,
         life_care: Option<Arc<LifeCareModel>>,
         config: DialogConfig,
     ) -> Self {
         Engine {
-            intents,
+            intents: Arc::new(intents.into()),
             knowledge,
             life_care,
             config: ArcSwap::from_pointee(config),
@@ -402,7 +407,7 @@ impl Engine {
         &self.knowledge
     }
 
-    pub fn intents(&self) -> &IntentModel {
+    pub fn intents(&self) -> &Cascade {
         &self.intents
     }
 
@@ -443,6 +448,7 @@ impl Engine {
             slots: conv.slots.clone(),
             unhelpful: conv.unhelpful,
             intent_in_scope: false,
+            tier: Tier::Fast,
         };
 
         // A human owns it: the message is in the transcript; the bot says nothing, unless it is
@@ -513,7 +519,9 @@ impl Engine {
         }
 
         // 5. The shop's FAQ, then the intent model.
-        let prediction = self.intents.classify(message)?;
+        let tiered = self.intents.classify(message)?;
+        trace.tier = tiered.tier;
+        let prediction = tiered.prediction;
         trace.intents = prediction
             .ranked
             .iter()

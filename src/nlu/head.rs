@@ -45,6 +45,9 @@ pub struct HeadMeta {
     /// The fast model whose n-gram features are added to the sentence vectors, if any.
     #[serde(default)]
     pub lexical: Option<LexicalMeta>,
+    /// How the fast model and this head share the messages, when fitted on validation data.
+    #[serde(default)]
+    pub cascade: Option<super::cascade::CascadeMeta>,
     /// Seconds spent embedding the training and validation texts, and training the head.
     pub embed_seconds: f64,
     pub train_seconds: f64,
@@ -115,10 +118,18 @@ pub fn prepared(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| normalize(t)).collect()
 }
 
-/// Embed `texts` with `encoder`, after [`prepared`]. With `HONEYDESK_VECTOR_CACHE` set to a
+/// Embed `texts` with `encoder`, after [`prepared`].
+pub fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let p = prepared(texts);
+    let refs: Vec<&str> = p.iter().map(String::as_str).collect();
+    encoder.embed(&refs)
+}
+
+/// [`embed`] for a whole data set (training, evaluation). With `HONEYDESK_VECTOR_CACHE` set to a
 /// folder, the vectors of a list of texts are kept there (keyed by the encoder's weights and the
 /// texts), so repeated training and evaluation on the same data embed it once; a miss computes.
-pub fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+/// Messages answered one at a time never go through the cache.
+pub fn embed_cached(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
     let p = prepared(texts);
     let refs: Vec<&str> = p.iter().map(String::as_str).collect();
     let Some(dir) = std::env::var_os("HONEYDESK_VECTOR_CACHE") else {
@@ -155,13 +166,18 @@ fn matrix(rows: &[Vec<f32>], dim: usize, device: &Device) -> Result<Tensor> {
 }
 
 /// What the head reads for `texts`: the sentence vectors, and the lexical features after them
-/// when `lexical` is given.
+/// when `lexical` is given. `cached`: through [`embed_cached`] (data sets, not live messages).
 pub fn features(
     encoder: &Encoder,
     lexical: Option<(&IntentModel, &LexicalMeta)>,
     texts: &[&str],
+    cached: bool,
 ) -> Result<Vec<Vec<f32>>> {
-    let mut vectors = embed(encoder, texts)?;
+    let mut vectors = if cached {
+        embed_cached(encoder, texts)?
+    } else {
+        embed(encoder, texts)?
+    };
     if let Some((fast, meta)) = lexical {
         add_lexical(&mut vectors, fast, meta, texts)?;
     }
@@ -199,10 +215,16 @@ impl EncoderIntentModel {
         self.encoder.dim() + self.meta.lexical.as_ref().map_or(0, |l| l.buckets)
     }
 
-    /// [`features`] for this head.
+    /// [`features`] for this head, of live messages.
     pub fn features(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let lexical = self.lexical.as_deref().zip(self.meta.lexical.as_ref());
-        features(&self.encoder, lexical, texts)
+        features(&self.encoder, lexical, texts, false)
+    }
+
+    /// [`features`] of a data set, through the vector cache when one is set.
+    pub fn features_cached(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let lexical = self.lexical.as_deref().zip(self.meta.lexical.as_ref());
+        features(&self.encoder, lexical, texts, true)
     }
 
     pub fn labels(&self) -> &[String] {
@@ -448,6 +470,7 @@ pub fn train_on_vectors(
             threshold_rule: initial.1,
             val_metrics: None,
             lexical: lexical.as_ref().map(|l| l.1.clone()),
+            cascade: None,
             embed_seconds: 0.0,
             train_seconds: 0.0,
         },
@@ -480,14 +503,15 @@ pub fn train_on_vectors(
 
 /// Embed and train: what `honeydesk train --encoder` runs. With `lexical` (a fast model and
 /// its folder), its n-gram features, folded into [`LEXICAL_BUCKETS`], are added to the sentence
-/// vectors.
+/// vectors. Returns the validation features too, so the cascade can be fitted on them without
+/// embedding the texts again.
 pub fn train(
     encoder: Arc<Encoder>,
     lexical: Option<(Arc<IntentModel>, String)>,
     train: &[Example],
     val: Option<&[Example]>,
     cfg: &HeadConfig,
-) -> Result<EncoderIntentModel> {
+) -> Result<(EncoderIntentModel, Option<Vec<Vec<f32>>>)> {
     let started = std::time::Instant::now();
     let lexical = lexical.map(|(fast, dir)| {
         let meta = LexicalMeta::of(&fast, dir);
@@ -496,7 +520,7 @@ pub fn train(
     let lex_ref = lexical.as_ref().map(|(f, m)| (f.as_ref(), m));
     let of = |ex: &[Example]| -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = ex.iter().map(|e| e.text.as_str()).collect();
-        features(&encoder, lex_ref, &texts)
+        features(&encoder, lex_ref, &texts, true)
     };
     let train_vectors = of(train)?;
     let val_vectors = val.map(of).transpose()?;
@@ -511,7 +535,7 @@ pub fn train(
         cfg,
     )?;
     model.meta.embed_seconds = embed_seconds;
-    Ok(model)
+    Ok((model, val_vectors))
 }
 
 fn pretty<T: Serialize>(value: &T) -> String {

@@ -268,9 +268,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "status": "ok",
         "protocol_versions": ws::VERSIONS,
         "intent_model": {
-            "labels": state.engine.intents().labels().len(),
-            "features": state.engine.intents().meta.features,
-            "threshold": state.engine.intents().meta.threshold,
+            "labels": state.engine.intents().fast().labels().len(),
+            "features": state.engine.intents().fast().meta.features,
+            "threshold": state.engine.intents().fast().meta.threshold,
+            "encoder": state.engine.intents().head().map(|h| &h.encoder.id.name),
+            "escalate_below": state.engine.intents().meta().map(|m| m.escalate_below),
         }
     }))
 }
@@ -299,7 +301,7 @@ async fn classify(State(state): State<Arc<AppState>>, Query(q): Query<ClassifyQu
         tokio::task::spawn_blocking(move || state.engine.intents().classify(&q.text)).await;
     match result {
         Ok(Ok(mut p)) => {
-            p.ranked.truncate(5);
+            p.prediction.ranked.truncate(5);
             Json(p).into_response()
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
