@@ -260,6 +260,7 @@ async fn a_handoff_reaches_an_agent_and_comes_back_to_the_bot() {
     assert_eq!(status, 200);
     for needle in [
         "honeydesk_decisions_total{kind=\"answer\"}",
+        "honeydesk_intent_tier_total{tier=\"fast\"}",
         "honeydesk_handoffs_total{reason=\"life_care\"}",
         "honeydesk_queue_waiting{queue=\"after_sales\"} 1",
         "honeydesk_decision_seconds_bucket",

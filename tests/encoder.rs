@@ -433,6 +433,26 @@ fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chi
     // The folder loads as a cascade; another fast model, or a head without one, is refused.
     let loaded = cascade::load(&saved, &Device::Cpu).unwrap();
     assert_eq!(loaded.meta(), Some(&meta));
+    // The dialogue engine on the cascade records the tier in each decision's trace.
+    {
+        use honeydesk::dialog::{Context, Conversation, DialogConfig, Engine};
+        use honeydesk::knowledge::{Analyzer, Knowledge, RankWeights};
+        let kdir = dir.path().join("knowledge");
+        let knowledge = Knowledge::open(&kdir, Analyzer::default(), RankWeights::default());
+        let engine = Engine::new(loaded, Arc::new(knowledge), None, DialogConfig::default());
+        let ctx = Context {
+            now: honeydesk::knowledge::now(),
+            agents_available: 1,
+        };
+        let mut conv = Conversation::new("c1", "demo");
+        let d = engine
+            .respond(&mut conv, "need an invoice please", &ctx)
+            .unwrap();
+        assert_eq!(d.trace.tier, Tier::Encoder, "{:?}", d.trace);
+        let mut conv = Conversation::new("c2", "demo");
+        let d = engine.respond(&mut conv, "查一下物流", &ctx).unwrap();
+        assert_eq!(d.trace.tier, Tier::Fast, "{:?}", d.trace);
+    }
     let other = nlu::train(&english, None, &TrainConfig::default(), &mut |_| {})
         .unwrap()
         .model;
@@ -497,4 +517,129 @@ fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chi
         m.accuracy,
         "{v}"
     );
+}
+
+fn faq(id: &str, question: &str, similar: &[&str], answer: &str) -> honeydesk::knowledge::FaqEntry {
+    honeydesk::knowledge::FaqEntry {
+        id: id.into(),
+        question: question.into(),
+        similar: similar.iter().map(|s| s.to_string()).collect(),
+        answer: honeydesk::knowledge::Answer {
+            text: answer.into(),
+            ..Default::default()
+        },
+        category: String::new(),
+        tags: Vec::new(),
+        valid_from: None,
+        valid_to: None,
+        sku: None,
+        notify_human: false,
+        enabled: true,
+    }
+}
+
+#[test]
+fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_score() {
+    use honeydesk::knowledge::semantic::{QuestionVectors, VectorStore};
+    use honeydesk::knowledge::{Analyzer, RankWeights, ShopIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 5);
+    let encoder = Encoder::load(&enc_dir, &Device::Cpu).unwrap();
+    let now = honeydesk::knowledge::now();
+    let entries = vec![
+        faq(
+            "track",
+            "where is my parcel",
+            &["track my order"],
+            "It ships in 48 hours.",
+        ),
+        faq(
+            "refund",
+            "i want a refund",
+            &["money back please"],
+            "Refunds take 3 days.",
+        ),
+        faq(
+            "invoice",
+            "send an invoice",
+            &["i need a receipt"],
+            "Invoices come by email.",
+        ),
+    ];
+    let index = ShopIndex::build(
+        entries.clone(),
+        Analyzer::default(),
+        RankWeights::default(),
+        1,
+    )
+    .unwrap();
+    let mut store = VectorStore::new(&encoder);
+    let (vectors, counts) = QuestionVectors::build(&index, &encoder, &mut store).unwrap();
+    assert_eq!((counts.embedded, counts.reused), (6, 0));
+    assert_eq!(vectors.len(), index.question_texts().len());
+    let path = dir.path().join("vectors.safetensors");
+    store.save(&path).unwrap();
+
+    // Re-import with one similar question edited: only that one is embedded again, from a store
+    // read back from disk.
+    let mut edited = entries.clone();
+    edited[1].similar = vec!["return it for my money back".into()];
+    let index2 = ShopIndex::build(edited, Analyzer::default(), RankWeights::default(), 2).unwrap();
+    let mut store2 = VectorStore::load(&path, &encoder).unwrap();
+    assert_eq!(store2.len(), 6);
+    let (vectors2, counts) = QuestionVectors::build(&index2, &encoder, &mut store2).unwrap();
+    assert_eq!((counts.embedded, counts.reused), (1, 5));
+    assert!(close(vectors.get(0), vectors2.get(0)));
+    // A store written for another encoder is not used.
+    let other_dir = dir.path().join("other");
+    tiny_bert(&other_dir, 6);
+    let other = Encoder::load(&other_dir, &Device::Cpu).unwrap();
+    assert!(VectorStore::load(&path, &other).unwrap().is_empty());
+
+    // Weight 0 is the lexical ranking; weight 1 ranks by cosine alone, and the exact text of a
+    // question has cosine 1 with it.
+    let query = "i need a receipt";
+    let q = honeydesk::nlu::head::embed(&encoder, &[query])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let lexical: Vec<String> = index
+        .search(query, 3, now)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.entry.id.clone())
+        .collect();
+    let hybrid0 = index
+        .search_hybrid(query, &q, &vectors, 0.0, 3, now)
+        .unwrap();
+    let ids0: Vec<String> = hybrid0.iter().map(|h| h.entry.id.clone()).collect();
+    assert_eq!(ids0[..lexical.len()], lexical[..]);
+    let hybrid1 = index
+        .search_hybrid(query, &q, &vectors, 1.0, 3, now)
+        .unwrap();
+    assert_eq!(hybrid1[0].entry.id, "invoice");
+    assert!(
+        (hybrid1[0].cosine - 1.0).abs() < 1e-4,
+        "{}",
+        hybrid1[0].cosine
+    );
+    assert_eq!(hybrid1[0].matched, "i need a receipt");
+    assert!((hybrid1[0].score - hybrid1[0].cosine).abs() < 1e-6);
+    // Every active entry is a candidate, found or not by the words.
+    assert_eq!(hybrid1.len(), 3);
+    // Vectors that do not fit the index are refused.
+    let short = ShopIndex::build(
+        entries[..1].to_vec(),
+        Analyzer::default(),
+        RankWeights::default(),
+        3,
+    )
+    .unwrap();
+    let err = short
+        .search_hybrid(query, &q, &vectors, 0.5, 3, now)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("question vectors for"), "{err}");
 }

@@ -97,6 +97,90 @@ pub fn run(
     Ok(RetrievalMetrics::compute(&ranked, &relevant))
 }
 
+/// Hybrid retrieval on a benchmark: the mixing weight of cosine against the lexical score chosen
+/// on one half of the queries (a fixed-seed split: the held-out paraphrases the weight is tuned
+/// on) and measured on the other half.
+#[derive(Debug, Clone, Serialize)]
+pub struct HybridReport {
+    /// `(weight, MAP on the tuning half)` for every weight tried.
+    pub tuning: Vec<(f32, f64)>,
+    pub weight: f32,
+    /// On the other half: the lexical ranker alone, cosine alone, and the hybrid at `weight`.
+    pub lexical: RetrievalMetrics,
+    pub cosine: RetrievalMetrics,
+    pub hybrid: RetrievalMetrics,
+    /// The hybrid at `weight` on every query (tuning half included).
+    pub hybrid_all: RetrievalMetrics,
+}
+
+/// The weights [`hybrid`] tries.
+pub const HYBRID_WEIGHTS: [f32; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// Run [`HybridReport`]: index the entries, embed every question and query with `encoder`
+/// (through the vector cache when one is set), rank at each weight.
+pub fn hybrid(
+    bench: &FaqBench,
+    analyzer: Analyzer,
+    weights: RankWeights,
+    encoder: &crate::nlu::encoder::Encoder,
+    seed: u64,
+    now: DateTime<FixedOffset>,
+) -> Result<HybridReport, KnowledgeError> {
+    use crate::knowledge::semantic::{QuestionVectors, VectorStore};
+    let index = ShopIndex::build(bench.entries.clone(), analyzer, weights, 1)?;
+    let mut store = VectorStore::new(encoder);
+    // Questions through the cache as one list, so repeated runs embed them once.
+    let texts: Vec<&str> = index.question_texts().into_iter().map(|(_, t)| t).collect();
+    let embedded =
+        crate::nlu::head::embed_cached(encoder, &texts).map_err(|e| KnowledgeError::Damaged {
+            shop: "sentence encoder".into(),
+            reason: e.to_string(),
+        })?;
+    for (t, v) in texts.iter().zip(embedded) {
+        store.insert(t, v);
+    }
+    let (vectors, _) = QuestionVectors::build(&index, encoder, &mut store)?;
+    let queries: Vec<&str> = bench.queries.iter().map(|(q, _)| q.as_str()).collect();
+    let query_vectors =
+        crate::nlu::head::embed_cached(encoder, &queries).map_err(|e| KnowledgeError::Damaged {
+            shop: "sentence encoder".into(),
+            reason: e.to_string(),
+        })?;
+    let mut order: Vec<usize> = (0..queries.len()).collect();
+    SplitMix64::new(seed).shuffle(&mut order);
+    let (tune, test) = order.split_at(order.len() / 2);
+    let ranked_at = |w: f32, which: &[usize]| -> Result<RetrievalMetrics, KnowledgeError> {
+        let mut ranked = Vec::with_capacity(which.len());
+        for &i in which {
+            let hits =
+                index.search_hybrid(queries[i], &query_vectors[i], &vectors, w, DEPTH, now)?;
+            ranked.push(hits.into_iter().map(|h| h.entry.id.clone()).collect());
+        }
+        let relevant: Vec<&HashSet<String>> = which.iter().map(|&i| &bench.queries[i].1).collect();
+        Ok(RetrievalMetrics::compute(&ranked, &relevant))
+    };
+    let mut tuning = Vec::new();
+    for w in HYBRID_WEIGHTS {
+        tuning.push((w, ranked_at(w, tune)?.map));
+    }
+    // Best MAP; ties go to the lower weight (less reliance on the encoder).
+    let weight = tuning
+        .iter()
+        .fold(
+            (0.0f32, f64::MIN),
+            |best, &(w, m)| if m > best.1 { (w, m) } else { best },
+        )
+        .0;
+    Ok(HybridReport {
+        lexical: ranked_at(0.0, test)?,
+        cosine: ranked_at(1.0, test)?,
+        hybrid: ranked_at(weight, test)?,
+        hybrid_all: ranked_at(weight, &order)?,
+        tuning,
+        weight,
+    })
+}
+
 /// Split a group's paraphrases: `round(indexed × n)` kept for indexing, the rest queries. At
 /// least one is held out whenever `indexed < 1`, so every group contributes queries.
 fn split<T: Clone>(items: &[T], indexed: f64, rng: &mut SplitMix64) -> (Vec<T>, Vec<T>) {

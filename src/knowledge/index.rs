@@ -85,6 +85,10 @@ pub struct Hit {
     pub bm25: f32,
     pub overlap: f32,
     pub answer: f32,
+    /// Cosine similarity of the message's and the best question's sentence vectors (0 when the
+    /// search was lexical only).
+    #[serde(default)]
+    pub cosine: f32,
     /// The standard or similar question that matched best.
     pub matched: String,
 }
@@ -307,6 +311,7 @@ impl ShopIndex {
                     bm25,
                     overlap,
                     answer,
+                    cosine: 0.0,
                     matched,
                     entry,
                 }
@@ -316,6 +321,95 @@ impl ShopIndex {
             b.score
                 .total_cmp(&a.score)
                 .then(b.bm25.total_cmp(&a.bm25))
+                .then_with(|| a.entry.id.cmp(&b.entry.id))
+        });
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Every indexed question (standard and similar ones of enabled entries), in the order of
+    /// the question documents, with its entry's position in [`Self::entries`]: what
+    /// [`super::semantic::QuestionVectors`] embeds.
+    pub fn question_texts(&self) -> Vec<(usize, &str)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.enabled)
+            .flat_map(|(i, e)| e.questions().map(move |q| (i, q)))
+            .collect()
+    }
+
+    /// Hybrid retrieval: the lexical score of [`Self::search`] and the cosine of the message's
+    /// sentence vector `query` with each entry's best question, mixed as
+    /// `(1 - weight) × lexical + weight × max(cosine, 0)`. Every active entry is a candidate, so
+    /// a paraphrase sharing no word with its entry is still found; a shop FAQ is small enough
+    /// (thousands of questions) for the exact dot products.
+    pub fn search_hybrid(
+        &self,
+        text: &str,
+        query: &[f32],
+        vectors: &super::semantic::QuestionVectors,
+        weight: f32,
+        k: usize,
+        now: DateTime<FixedOffset>,
+    ) -> Result<Vec<Hit>, KnowledgeError> {
+        if vectors.len() != self.questions.len() {
+            return Err(KnowledgeError::Damaged {
+                shop: format!("generation {}", self.generation),
+                reason: format!(
+                    "{} question vectors for {} questions",
+                    vectors.len(),
+                    self.questions.len()
+                ),
+            });
+        }
+        let lexical = self.search(text, self.entries.len().max(k), now)?;
+        let position: HashMap<*const FaqEntry, u32> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Arc::as_ptr(e), i as u32))
+            .collect();
+        let mut by_entry: HashMap<u32, Hit> = lexical
+            .into_iter()
+            .filter_map(|h| Some((*position.get(&Arc::as_ptr(&h.entry))?, h)))
+            .collect();
+        // Best cosine per entry, and which question gave it.
+        let mut best: HashMap<u32, (f32, usize)> = HashMap::new();
+        for (qid, q) in self.questions.iter().enumerate() {
+            let c = super::semantic::dot(query, vectors.get(qid));
+            let slot = best.entry(q.entry).or_insert((f32::MIN, qid));
+            if c > slot.0 {
+                *slot = (c, qid);
+            }
+        }
+        let mut hits: Vec<Hit> = Vec::with_capacity(best.len());
+        for (e, (cosine, qid)) in best {
+            let entry = &self.entries[e as usize];
+            if !entry.is_active(now) {
+                continue;
+            }
+            let mut hit = by_entry.remove(&e).unwrap_or_else(|| Hit {
+                entry: entry.clone(),
+                score: 0.0,
+                bm25: 0.0,
+                overlap: 0.0,
+                answer: 0.0,
+                cosine: 0.0,
+                matched: entry
+                    .questions()
+                    .nth(self.question_position(qid as u32, e))
+                    .unwrap_or(&entry.question)
+                    .to_string(),
+            });
+            hit.cosine = cosine;
+            hit.score = (1.0 - weight) * hit.score + weight * cosine.max(0.0);
+            hits.push(hit);
+        }
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.cosine.total_cmp(&a.cosine))
                 .then_with(|| a.entry.id.cmp(&b.entry.id))
         });
         hits.truncate(k);

@@ -11,6 +11,7 @@ pub mod analyze;
 pub mod entry;
 pub mod import;
 pub mod index;
+pub mod semantic;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -37,6 +37,11 @@ pub fn decision(kind: &'static str, seconds: f64) {
     metrics::histogram!("honeydesk_decision_seconds").record(seconds);
 }
 
+/// Which intent tier (`fast`, or `encoder` behind it in a cascade) classified a message.
+pub fn intent_tier(tier: &'static str) {
+    metrics::counter!("honeydesk_intent_tier_total", "tier" => tier).increment(1);
+}
+
 pub fn handoff(reason: &str) {
     metrics::counter!("honeydesk_handoffs_total", "reason" => reason.to_string()).increment(1);
 }

@@ -159,6 +159,10 @@ impl AppState {
             action_kind(&decision.action),
             started.elapsed().as_secs_f64(),
         );
+        // The intent model ran (risk and owner rules decide before it): which tier answered.
+        if !decision.trace.intents.is_empty() {
+            metrics::intent_tier(decision.trace.tier.as_str());
+        }
         Ok(decision)
     }
 

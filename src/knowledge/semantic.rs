@@ -1,0 +1,206 @@
+//! Sentence vectors of a shop's questions, for hybrid retrieval ([`ShopIndex::search_hybrid`]).
+//!
+//! Vectors are kept by the text they embed (its SHA-256), with the encoder's weights hash, in a
+//! [`VectorStore`]. Rebuilding a shop's vectors after a re-import looks every question up there
+//! first, so only new or edited questions are embedded again: the encoder costs milliseconds a
+//! sentence, and a merchant who fixes one answer should not pay for the whole FAQ.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use super::{KnowledgeError, ShopIndex};
+use crate::nlu::encoder::Encoder;
+use crate::nlu::head;
+
+/// Dot product of two vectors (cosine, for the encoder's unit-length vectors).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn nlu(e: crate::nlu::NluError) -> KnowledgeError {
+    KnowledgeError::Damaged {
+        shop: "sentence encoder".into(),
+        reason: e.to_string(),
+    }
+}
+
+/// One vector per question document of a [`ShopIndex`], in its order.
+#[derive(Debug, Clone)]
+pub struct QuestionVectors {
+    vectors: Vec<Vec<f32>>,
+}
+
+/// How many questions a build embedded and how many it found already embedded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EmbedCounts {
+    pub embedded: usize,
+    pub reused: usize,
+}
+
+impl QuestionVectors {
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    pub fn get(&self, question: usize) -> &[f32] {
+        &self.vectors[question]
+    }
+
+    /// Vectors for every question of `index`: from `store` where it has the text, from `encoder`
+    /// otherwise (and then added to `store`).
+    pub fn build(
+        index: &ShopIndex,
+        encoder: &Encoder,
+        store: &mut VectorStore,
+    ) -> Result<(QuestionVectors, EmbedCounts), KnowledgeError> {
+        store.check_encoder(encoder)?;
+        let texts: Vec<&str> = index.question_texts().into_iter().map(|(_, t)| t).collect();
+        let missing: Vec<&str> = {
+            let mut seen = std::collections::HashSet::new();
+            texts
+                .iter()
+                .copied()
+                .filter(|t| store.get(t).is_none() && seen.insert(*t))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let vectors = head::embed(encoder, &missing).map_err(nlu)?;
+            for (t, v) in missing.iter().zip(vectors) {
+                store.insert(t, v);
+            }
+        }
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| store.get(t).expect("just embedded").to_vec())
+            .collect();
+        let counts = EmbedCounts {
+            embedded: missing.len(),
+            reused: texts.len() - missing.len(),
+        };
+        Ok((QuestionVectors { vectors }, counts))
+    }
+}
+
+/// Sentence vectors by text, for one encoder; saved as one safetensors file.
+#[derive(Debug, Clone, Default)]
+pub struct VectorStore {
+    encoder_sha256: String,
+    by_text: HashMap<[u8; 32], Vec<f32>>,
+}
+
+fn key(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+impl VectorStore {
+    pub fn new(encoder: &Encoder) -> Self {
+        VectorStore {
+            encoder_sha256: encoder.id.weights_sha256.clone(),
+            by_text: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_text.is_empty()
+    }
+
+    pub fn get(&self, text: &str) -> Option<&[f32]> {
+        self.by_text.get(&key(text)).map(Vec::as_slice)
+    }
+
+    pub fn insert(&mut self, text: &str, vector: Vec<f32>) {
+        self.by_text.insert(key(text), vector);
+    }
+
+    /// Vectors of another encoder are useless to this one: start over.
+    fn check_encoder(&mut self, encoder: &Encoder) -> Result<(), KnowledgeError> {
+        if self.encoder_sha256 != encoder.id.weights_sha256 {
+            *self = VectorStore::new(encoder);
+        }
+        Ok(())
+    }
+
+    /// Read the store at `path` for `encoder`; a missing file, or one written for another
+    /// encoder, gives an empty store.
+    pub fn load(path: &Path, encoder: &Encoder) -> Result<VectorStore, KnowledgeError> {
+        if !path.exists() {
+            return Ok(VectorStore::new(encoder));
+        }
+        let damaged = |reason: String| KnowledgeError::Damaged {
+            shop: path.display().to_string(),
+            reason,
+        };
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| damaged(e.to_string()))?;
+        let written_for = tensors
+            .get("encoder_sha256")
+            .and_then(|t| t.to_vec1::<u8>().ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        if written_for.as_deref() != Some(encoder.id.weights_sha256.as_str()) {
+            return Ok(VectorStore::new(encoder));
+        }
+        let (Some(keys), Some(vectors)) = (tensors.get("keys"), tensors.get("vectors")) else {
+            return Err(damaged("no keys or vectors".into()));
+        };
+        let keys = keys.to_vec2::<u8>().map_err(|e| damaged(e.to_string()))?;
+        let vectors = vectors
+            .to_vec2::<f32>()
+            .map_err(|e| damaged(e.to_string()))?;
+        if keys.len() != vectors.len() || keys.iter().any(|k| k.len() != 32) {
+            return Err(damaged("keys and vectors disagree".into()));
+        }
+        let by_text = keys
+            .into_iter()
+            .map(|k| <[u8; 32]>::try_from(k).expect("checked length"))
+            .zip(vectors)
+            .collect();
+        Ok(VectorStore {
+            encoder_sha256: encoder.id.weights_sha256.clone(),
+            by_text,
+        })
+    }
+
+    /// Write the store to `path` (through a temporary file, so a crash leaves the old one).
+    pub fn save(&self, path: &Path) -> Result<(), KnowledgeError> {
+        let damaged = |reason: String| KnowledgeError::Damaged {
+            shop: path.display().to_string(),
+            reason,
+        };
+        let mut rows: Vec<(&[u8; 32], &Vec<f32>)> = self.by_text.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        let dim = rows.first().map_or(0, |r| r.1.len());
+        let keys: Vec<u8> = rows.iter().flat_map(|r| r.0.iter().copied()).collect();
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.1.iter().copied()).collect();
+        let t = |e: candle_core::Error| damaged(e.to_string());
+        let keys = Tensor::from_vec(keys, (rows.len(), 32), &Device::Cpu).map_err(t)?;
+        let vectors = Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu).map_err(t)?;
+        let sha = self.encoder_sha256.as_bytes().to_vec();
+        let sha = Tensor::from_vec(sha.clone(), sha.len(), &Device::Cpu).map_err(t)?;
+        // candle names the format by the extension: keep `.safetensors` on the temporary file.
+        let tmp = path.with_extension("tmp.safetensors");
+        candle_core::safetensors::save(
+            &HashMap::from([
+                ("keys".to_string(), keys),
+                ("vectors".to_string(), vectors),
+                ("encoder_sha256".to_string(), sha),
+            ]),
+            &tmp,
+        )
+        .map_err(|e| damaged(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|source| KnowledgeError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
