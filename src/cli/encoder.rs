@@ -334,15 +334,8 @@ pub fn cross_validate(
 /// Sentences per second at batch 1 and at batch 32, on the texts of `data`.
 pub fn bench(encoder: &Path, device: &str, data_path: &Path, limit: usize) -> Result<()> {
     let encoder = load_encoder(encoder, device)?;
-    let examples = data::load(data_path)?;
-    let texts: Vec<&str> = examples
-        .iter()
-        .take(limit)
-        .map(|e| e.text.as_str())
-        .collect();
-    if texts.is_empty() {
-        bail!("{}: no texts", data_path.display());
-    }
+    let texts = bench_texts(data_path, limit)?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     // One warm-up pass, so the first allocation does not count.
     head::embed(&encoder, &texts[..1])?;
     let started = Instant::now();
@@ -381,15 +374,8 @@ pub fn latency(dir: &Path, device: &str, data_path: &Path, limit: usize) -> Resu
             dir.display()
         );
     };
-    let examples = data::load(data_path)?;
-    let texts: Vec<&str> = examples
-        .iter()
-        .take(limit)
-        .map(|e| e.text.as_str())
-        .collect();
-    if texts.is_empty() {
-        bail!("{}: no texts", data_path.display());
-    }
+    let texts = bench_texts(data_path, limit)?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -425,4 +411,17 @@ pub fn latency(dir: &Path, device: &str, data_path: &Path, limit: usize) -> Resu
         escalated as f64 * 100.0 / texts.len() as f64
     );
     Ok(())
+}
+
+/// At most `limit` texts of a labelled file, for the benchmarks; an error when there are none.
+fn bench_texts(data_path: &Path, limit: usize) -> Result<Vec<String>> {
+    let texts: Vec<String> = data::load(data_path)?
+        .into_iter()
+        .take(limit)
+        .map(|e| e.text)
+        .collect();
+    if texts.is_empty() {
+        bail!("{}: no texts", data_path.display());
+    }
+    Ok(texts)
 }

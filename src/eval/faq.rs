@@ -17,7 +17,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::knowledge::{Analyzer, Answer, FaqEntry, KnowledgeError, RankWeights, ShopIndex};
+use crate::knowledge::{Analyzer, FaqEntry, KnowledgeError, RankWeights, ShopIndex};
 use crate::nlu::rng::SplitMix64;
 
 /// A retrieval benchmark: entries to index and queries with their relevant entry ids.
@@ -241,22 +241,12 @@ pub fn stackfaq(path: &Path, indexed: f64, seed: u64) -> Result<FaqBench, Knowle
         for (a, answer) in strings(&thread["answer"]).into_iter().enumerate() {
             let id = format!("t{t:03}-a{a:02}");
             ids.insert(id.clone());
-            bench.entries.push(FaqEntry {
+            bench.entries.push(FaqEntry::plain(
                 id,
-                question: question.clone(),
-                similar: similar.clone(),
-                answer: Answer {
-                    text: answer,
-                    ..Answer::default()
-                },
-                category: String::new(),
-                tags: Vec::new(),
-                valid_from: None,
-                valid_to: None,
-                sku: None,
-                notify_human: false,
-                enabled: true,
-            });
+                question.clone(),
+                similar.clone(),
+                answer,
+            ));
         }
         bench
             .queries

@@ -63,6 +63,26 @@ pub struct Answer {
 }
 
 impl FaqEntry {
+    /// An enabled entry with a plain-text answer and nothing else set (benchmarks, tests).
+    pub fn plain(id: String, question: String, similar: Vec<String>, answer: String) -> FaqEntry {
+        FaqEntry {
+            id,
+            question,
+            similar,
+            answer: Answer {
+                text: answer,
+                ..Answer::default()
+            },
+            category: String::new(),
+            tags: Vec::new(),
+            valid_from: None,
+            valid_to: None,
+            sku: None,
+            notify_human: false,
+            enabled: true,
+        }
+    }
+
     /// Whether the entry may be returned at `now`: enabled and inside its validity window.
     pub fn is_active(&self, now: DateTime<FixedOffset>) -> bool {
         self.enabled
