@@ -32,17 +32,13 @@ impl Scored {
 
     pub fn from_model(model: &IntentModel, examples: &[Example]) -> Result<Vec<Scored>> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let mut out = Vec::with_capacity(examples.len());
-        for (chunk, gold) in texts.chunks(512).zip(examples.chunks(512)) {
-            let probs = model.probabilities(chunk)?;
-            out.extend(Self::from_probabilities(
-                &probs,
-                &model.labels,
-                model.oos,
-                gold,
-            ));
-        }
-        Ok(out)
+        let probs = model.probabilities_batched(&texts)?;
+        Ok(Self::from_probabilities(
+            &probs,
+            &model.labels,
+            model.oos,
+            examples,
+        ))
     }
 
     /// Scored examples from any classifier's calibrated probabilities over `labels`.

@@ -60,7 +60,7 @@ impl QuestionVectors {
         encoder: &Encoder,
         store: &mut VectorStore,
     ) -> Result<(QuestionVectors, EmbedCounts), KnowledgeError> {
-        store.check_encoder(encoder)?;
+        store.check_encoder(encoder);
         let texts: Vec<&str> = index.question_texts().into_iter().map(|(_, t)| t).collect();
         let missing: Vec<&str> = {
             let mut seen = std::collections::HashSet::new();
@@ -124,11 +124,10 @@ impl VectorStore {
     }
 
     /// Vectors of another encoder are useless to this one: start over.
-    fn check_encoder(&mut self, encoder: &Encoder) -> Result<(), KnowledgeError> {
+    fn check_encoder(&mut self, encoder: &Encoder) {
         if self.encoder_sha256 != encoder.id.weights_sha256 {
             *self = VectorStore::new(encoder);
         }
-        Ok(())
     }
 
     /// Read the store at `path` for `encoder`; a missing file, or one written for another
@@ -185,8 +184,8 @@ impl VectorStore {
         let t = |e: candle_core::Error| damaged(e.to_string());
         let keys = Tensor::from_vec(keys, (rows.len(), 32), &Device::Cpu).map_err(t)?;
         let vectors = Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu).map_err(t)?;
-        let sha = self.encoder_sha256.as_bytes().to_vec();
-        let sha = Tensor::from_vec(sha.clone(), sha.len(), &Device::Cpu).map_err(t)?;
+        let sha = self.encoder_sha256.as_bytes();
+        let sha = Tensor::from_slice(sha, sha.len(), &Device::Cpu).map_err(t)?;
         // candle names the format by the extension: keep `.safetensors` on the temporary file.
         let tmp = path.with_extension("tmp.safetensors");
         candle_core::safetensors::save(

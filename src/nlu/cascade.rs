@@ -231,10 +231,7 @@ impl Cascade {
         texts: &[&str],
         head_features: Option<&[Vec<f32>]>,
     ) -> Result<Vec<Tiered>> {
-        let mut probs = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(512) {
-            probs.extend(self.fast.probabilities(chunk)?);
-        }
+        let probs = self.fast.probabilities_batched(texts)?;
         let mut out: Vec<Tiered> = texts
             .iter()
             .zip(&probs)
@@ -296,10 +293,7 @@ impl Votes {
         head_features: &[Vec<f32>],
     ) -> Result<Votes> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let mut fast_probs = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(512) {
-            fast_probs.extend(fast.probabilities(chunk)?);
-        }
+        let fast_probs = fast.probabilities_batched(&texts)?;
         let head_probs = head.probabilities_of(head_features)?;
         Ok(Votes {
             gold: examples.iter().map(|e| e.label().to_string()).collect(),

@@ -208,6 +208,15 @@ impl IntentModel {
         Ok(probs.to_vec2::<f32>()?)
     }
 
+    /// [`Self::probabilities`] of a data set, a bounded batch at a time.
+    pub fn probabilities_batched(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(512) {
+            out.extend(self.probabilities(chunk)?);
+        }
+        Ok(out)
+    }
+
     /// Classify one message.
     pub fn classify(&self, text: &str) -> Result<Prediction> {
         let probs = self.probabilities(&[text])?.pop().expect("one row");
@@ -216,13 +225,11 @@ impl IntentModel {
 
     /// Classify many messages in one forward pass (what eval uses).
     pub fn classify_batch(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(512) {
-            for probs in self.probabilities(chunk)? {
-                out.push(self.decide(&probs, self.meta.threshold));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .probabilities_batched(texts)?
+            .iter()
+            .map(|p| self.decide(p, self.meta.threshold))
+            .collect())
     }
 
     /// Turn calibrated probabilities into a prediction at `threshold`.

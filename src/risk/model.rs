@@ -99,16 +99,12 @@ impl LifeCareModel {
 
     /// P(life-care) for each text.
     pub fn probabilities(&self, texts: &[&str]) -> Result<Vec<f32>, NluError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(512) {
-            out.extend(
-                self.model
-                    .probabilities(chunk)?
-                    .into_iter()
-                    .map(|p| p[self.positive]),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .model
+            .probabilities_batched(texts)?
+            .into_iter()
+            .map(|p| p[self.positive])
+            .collect())
     }
 
     /// The words whose removal lowers P(life-care) the most, best first (at most three).
