@@ -631,3 +631,86 @@ fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_sco
         .to_string();
     assert!(err.contains("question vectors for"), "{err}");
 }
+
+#[test]
+fn the_knowledge_store_keeps_question_vectors_beside_the_shop_and_asks_the_encoder_only_when_the_words_are_unsure(
+) {
+    use honeydesk::knowledge::{Analyzer, HybridPolicy, Knowledge, RankWeights};
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 5);
+    let encoder = std::sync::Arc::new(Encoder::load(&enc_dir, &Device::Cpu).unwrap());
+    let data = dir.path().join("data");
+    let open = || {
+        Knowledge::open(&data, Analyzer::default(), RankWeights::default())
+            .with_semantic(encoder.clone(), HybridPolicy::default())
+    };
+    let now = honeydesk::knowledge::now();
+    let entries = vec![
+        faq(
+            "track",
+            "where is my parcel",
+            &["track my order"],
+            "It ships in 48 hours.",
+        ),
+        faq(
+            "refund",
+            "i want a refund",
+            &["money back please"],
+            "Refunds take 3 days.",
+        ),
+        faq(
+            "invoice",
+            "send an invoice",
+            &["i need a receipt"],
+            "Invoices come by email.",
+        ),
+        faq(
+            "size",
+            "尺码怎么选",
+            &["亲 衣服偏大吗"],
+            "按平时尺码拍就好。",
+        ),
+    ];
+    let k = open();
+    k.replace("shop1", entries.clone()).unwrap();
+    let vectors = data.join("shops/shop1/vectors.safetensors");
+    assert!(vectors.is_file(), "vectors stored beside the entries");
+    let index = k.index("shop1").unwrap();
+    assert_eq!(
+        index.vectors().map(|v| v.len()),
+        Some(index.question_texts().len())
+    );
+
+    // A message the words settle: the lexical answer, no encoder (cosine 0).
+    let hits = k.search("shop1", "where is my parcel", 3, now).unwrap();
+    assert_eq!(hits[0].entry.id, "track");
+    assert!(hits.iter().all(|h| h.cosine == 0.0));
+    // No word in common: the encoder is asked, and every active entry is a candidate.
+    let hits = k.search("shop1", "hello there", 3, now).unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits.iter().any(|h| h.cosine != 0.0));
+    // Chinese never goes to the English encoder, however weak the words.
+    let hits = k.search("shop1", "发票呢", 3, now).unwrap();
+    assert!(hits.iter().all(|h| h.cosine == 0.0));
+
+    // A fresh store (a restart) reads the vectors instead of embedding again: the file is not
+    // rewritten when nothing changed, and an edit rewrites it with just the current questions.
+    let written = std::fs::metadata(&vectors).unwrap().modified().unwrap();
+    let k2 = open();
+    assert!(k2.index("shop1").unwrap().vectors().is_some());
+    assert_eq!(
+        std::fs::metadata(&vectors).unwrap().modified().unwrap(),
+        written
+    );
+    let mut edited = entries.clone();
+    edited[1].similar = vec!["return it for my money back".into()];
+    k2.replace("shop1", edited).unwrap();
+    let store = honeydesk::knowledge::semantic::VectorStore::load(&vectors, &encoder).unwrap();
+    assert_eq!(
+        store.len(),
+        k2.index("shop1").unwrap().question_texts().len()
+    );
+    assert!(store.get("money back please").is_none());
+    assert!(store.get("return it for my money back").is_some());
+}

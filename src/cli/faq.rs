@@ -23,6 +23,10 @@ pub enum FaqCommand {
         /// The file's format, when its extension does not say.
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Also embed the questions with this sentence encoder (kept beside the shop's entries;
+        /// only new or edited questions are embedded again), for hybrid retrieval.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
         file: PathBuf,
     },
     /// Write the shop's FAQ in an importable format.
@@ -46,6 +50,9 @@ pub enum FaqCommand {
         /// Search as of this time instead of now (2026-11-11 20:00, RFC 3339), for validity windows.
         #[arg(long)]
         at: Option<String>,
+        /// Retrieve as `serve` does with an encoder: hybrid when the words are weak or undecided.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
         #[arg(required = true)]
         text: Vec<String>,
     },
@@ -108,12 +115,23 @@ pub enum SegmenterChoice {
 }
 
 pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
-    let store = || Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
+    let plain = || Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
+    let with = |encoder: &Option<PathBuf>| -> Result<Knowledge> {
+        Ok(match encoder {
+            None => plain(),
+            Some(dir) => plain().with_semantic(
+                super::encoder::load_encoder(dir, "cpu")?,
+                knowledge::HybridPolicy::default(),
+            ),
+        })
+    };
+    let store = plain;
     match command {
         FaqCommand::Import {
             shop,
             merge,
             format,
+            encoder,
             file,
         } => {
             let mode = if merge {
@@ -121,7 +139,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
             } else {
                 ImportMode::Replace
             };
-            let n = store().import_file(&shop, &file, format, mode)?;
+            let n = with(&encoder)?.import_file(&shop, &file, format, mode)?;
             eprintln!(
                 "imported {n} entries into shop '{shop}' ({})",
                 data_dir.display()
@@ -146,6 +164,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
             json,
             k,
             at,
+            encoder,
             text,
         } => {
             let now = match at {
@@ -154,7 +173,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
                 None => knowledge::now(),
             };
             let text = text.join(" ");
-            let hits = store().search(&shop, &text, k, now)?;
+            let hits = with(&encoder)?.search(&shop, &text, k, now)?;
             if json {
                 let rows: Vec<_> = hits
                     .iter()
@@ -162,7 +181,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
                         serde_json::json!({
                             "id": h.entry.id, "score": h.score, "bm25": h.bm25,
                             "overlap": h.overlap, "answer_match": h.answer,
-                            "matched": h.matched, "question": h.entry.question,
+                            "cosine": h.cosine, "matched": h.matched, "question": h.entry.question,
                             "answer": h.entry.answer,
                         })
                     })
@@ -253,6 +272,14 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
                         (
                             &*format!("hybrid {:.1}, all queries", r.weight),
                             r.hybrid_all,
+                        ),
+                        (
+                            &*format!(
+                                "gated {:.1} ({:.0}% asked)",
+                                r.gated_weight,
+                                r.gated_share * 100.0
+                            ),
+                            r.gated,
                         ),
                     ] {
                         println!(

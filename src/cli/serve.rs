@@ -57,11 +57,20 @@ pub fn run(config: Config) -> Result<()> {
             head.encoder.id.name, meta.escalate_below
         );
     }
-    let knowledge = Knowledge::open(
+    let mut knowledge = Knowledge::open(
         &config.data_dir,
         Analyzer::default(),
         RankWeights::default(),
     );
+    // The cascade's encoder serves FAQ retrieval too, for the messages the words leave undecided.
+    if let Some(head) = model.head() {
+        let policy = honeydesk::knowledge::HybridPolicy::default();
+        eprintln!(
+            "FAQ: hybrid retrieval with {} (weight {}) when the words are weak or undecided",
+            head.encoder.id.name, policy.weight
+        );
+        knowledge = knowledge.with_semantic(head.encoder.clone(), policy);
+    }
     if !knowledge.has_shop(DEMO_SHOP) {
         let n = knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
         eprintln!(

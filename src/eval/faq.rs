@@ -111,6 +111,13 @@ pub struct HybridReport {
     pub hybrid: RetrievalMetrics,
     /// The hybrid at `weight` on every query (tuning half included).
     pub hybrid_all: RetrievalMetrics,
+    /// What the server does ([`HybridPolicy::wants`]): the words alone unless the encoder is
+    /// wanted, with the weight tuned for that on the tuning half; measured on the other half.
+    pub gated_tuning: Vec<(f32, f64)>,
+    pub gated_weight: f32,
+    pub gated: RetrievalMetrics,
+    /// Share of the measured half's queries that went to the encoder.
+    pub gated_share: f64,
 }
 
 /// The weights [`hybrid`] tries.
@@ -126,7 +133,7 @@ pub fn hybrid(
     seed: u64,
     now: DateTime<FixedOffset>,
 ) -> Result<HybridReport, KnowledgeError> {
-    use crate::knowledge::semantic::{QuestionVectors, VectorStore};
+    use crate::knowledge::semantic::{HybridPolicy, QuestionVectors, VectorStore};
     let index = ShopIndex::build(bench.entries.clone(), analyzer, weights, 1)?;
     let mut store = VectorStore::new(encoder);
     // Questions through the cache as one list, so repeated runs embed them once.
@@ -149,28 +156,52 @@ pub fn hybrid(
     let mut order: Vec<usize> = (0..queries.len()).collect();
     SplitMix64::new(seed).shuffle(&mut order);
     let (tune, test) = order.split_at(order.len() / 2);
-    let ranked_at = |w: f32, which: &[usize]| -> Result<RetrievalMetrics, KnowledgeError> {
+    let policy = HybridPolicy::default();
+    // (metrics, share of queries that used the encoder)
+    let ranked_with = |w: f32,
+                       which: &[usize],
+                       gated: bool|
+     -> Result<(RetrievalMetrics, f64), KnowledgeError> {
         let mut ranked = Vec::with_capacity(which.len());
+        let mut asked = 0usize;
         for &i in which {
-            let hits =
-                index.search_hybrid(queries[i], &query_vectors[i], &vectors, w, DEPTH, now)?;
+            let lexical = if gated {
+                Some(index.search(queries[i], DEPTH, now)?)
+            } else {
+                None
+            };
+            let hits = match lexical {
+                Some(l) if !policy.wants(queries[i], &l) => l,
+                _ => {
+                    asked += 1;
+                    index.search_hybrid(queries[i], &query_vectors[i], &vectors, w, DEPTH, now)?
+                }
+            };
             ranked.push(hits.into_iter().map(|h| h.entry.id.clone()).collect());
         }
         let relevant: Vec<&HashSet<String>> = which.iter().map(|&i| &bench.queries[i].1).collect();
-        Ok(RetrievalMetrics::compute(&ranked, &relevant))
+        let share = asked as f64 / which.len().max(1) as f64;
+        Ok((RetrievalMetrics::compute(&ranked, &relevant), share))
     };
-    let mut tuning = Vec::new();
-    for w in HYBRID_WEIGHTS {
-        tuning.push((w, ranked_at(w, tune)?.map));
-    }
-    // Best MAP; ties go to the lower weight (less reliance on the encoder).
-    let weight = tuning
-        .iter()
-        .fold(
-            (0.0f32, f64::MIN),
-            |best, &(w, m)| if m > best.1 { (w, m) } else { best },
-        )
-        .0;
+    let ranked_at = |w: f32, which: &[usize]| ranked_with(w, which, false).map(|r| r.0);
+    // Best MAP on the tuning half; ties go to the lower weight (less reliance on the encoder).
+    let tune_weight = |gated: bool| -> Result<(Vec<(f32, f64)>, f32), KnowledgeError> {
+        let mut tuning = Vec::new();
+        for w in HYBRID_WEIGHTS {
+            tuning.push((w, ranked_with(w, tune, gated)?.0.map));
+        }
+        let weight = tuning
+            .iter()
+            .fold(
+                (0.0f32, f64::MIN),
+                |best, &(w, m)| if m > best.1 { (w, m) } else { best },
+            )
+            .0;
+        Ok((tuning, weight))
+    };
+    let (tuning, weight) = tune_weight(false)?;
+    let (gated_tuning, gated_weight) = tune_weight(true)?;
+    let (gated, gated_share) = ranked_with(gated_weight, test, true)?;
     Ok(HybridReport {
         lexical: ranked_at(0.0, test)?,
         cosine: ranked_at(1.0, test)?,
@@ -178,6 +209,10 @@ pub fn hybrid(
         hybrid_all: ranked_at(weight, &order)?,
         tuning,
         weight,
+        gated_tuning,
+        gated_weight,
+        gated,
+        gated_share,
     })
 }
 

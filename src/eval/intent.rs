@@ -16,6 +16,9 @@ pub struct Scored {
     pub best: String,
     /// Calibrated probability of `best`.
     pub confidence: f32,
+    /// What the out-of-scope threshold is compared with: `confidence`, unless the classifier
+    /// has other evidence (the encoder head's novelty score).
+    pub score: f32,
     /// The model's own `oos` class beat every in-scope class.
     pub oos_wins: bool,
 }
@@ -23,7 +26,7 @@ pub struct Scored {
 impl Scored {
     /// The reported label at a threshold.
     pub fn label_at(&self, threshold: f32) -> &str {
-        if self.oos_wins || self.confidence < threshold {
+        if self.oos_wins || self.score < threshold {
             OOS
         } else {
             &self.best
@@ -57,6 +60,7 @@ impl Scored {
                     gold: e.label().to_string(),
                     best: labels[best].clone(),
                     confidence,
+                    score: confidence,
                     oos_wins: oos.is_some_and(|o| p[o] > confidence),
                 }
             })
@@ -176,7 +180,7 @@ pub fn curve(scored: &[Scored], thresholds: &[f32]) -> Vec<CurvePoint> {
 
 impl IntentMetrics {
     /// Just (in-scope accuracy, oos recall) at `t`: the two numbers a threshold trades.
-    fn compute_counts(scored: &[Scored], t: f32) -> (f64, Option<f64>) {
+    pub fn compute_counts(scored: &[Scored], t: f32) -> (f64, Option<f64>) {
         let (mut ins, mut ins_ok, mut oos, mut oos_ok) = (0, 0, 0, 0);
         for s in scored {
             let pred = s.label_at(t);
@@ -197,7 +201,7 @@ impl IntentMetrics {
 pub fn auroc(scored: &[Scored]) -> Option<f64> {
     let mut items: Vec<(f32, bool)> = scored
         .iter()
-        .map(|s| (if s.oos_wins { 0.0 } else { s.confidence }, s.gold != OOS))
+        .map(|s| (if s.oos_wins { f32::MIN } else { s.score }, s.gold != OOS))
         .collect();
     let pos = items.iter().filter(|(_, p)| *p).count();
     let neg = items.len() - pos;
@@ -240,7 +244,7 @@ pub fn choose_threshold(scored: &[Scored], max_drop: f32) -> (f32, String) {
         );
     }
     let mut candidates: Vec<f32> = std::iter::once(0.0)
-        .chain(scored.iter().map(|s| s.confidence))
+        .chain(scored.iter().map(|s| s.score))
         .collect();
     candidates.sort_by(f32::total_cmp);
     candidates.dedup();
@@ -333,6 +337,7 @@ mod tests {
             gold: gold.into(),
             best: best.into(),
             confidence,
+            score: confidence,
             oos_wins: false,
         }
     }

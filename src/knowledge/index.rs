@@ -114,6 +114,9 @@ pub struct ShopIndex {
     weights: RankWeights,
     /// Counts up with every swap, so callers can tell which version answered.
     pub generation: u64,
+    /// Sentence vectors of the questions, when the store has an encoder
+    /// ([`super::Knowledge::with_semantic`]).
+    vectors: Option<super::semantic::QuestionVectors>,
 }
 
 impl std::fmt::Debug for ShopIndex {
@@ -124,6 +127,16 @@ impl std::fmt::Debug for ShopIndex {
             .field("generation", &self.generation)
             .finish()
     }
+}
+
+/// Best score first; ties by `tie` (higher first), then by entry id, so rankings are stable.
+fn sort_hits(hits: &mut [Hit], tie: impl Fn(&Hit) -> f32) {
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(tie(b).total_cmp(&tie(a)))
+            .then_with(|| a.entry.id.cmp(&b.entry.id))
+    });
 }
 
 /// BM25's idf, as tantivy computes it.
@@ -211,7 +224,18 @@ impl ShopIndex {
             analyzer,
             weights,
             generation,
+            vectors: None,
         })
+    }
+
+    /// Give the index its questions' sentence vectors (built by
+    /// [`super::semantic::QuestionVectors::build`] on this index).
+    pub fn set_vectors(&mut self, vectors: super::semantic::QuestionVectors) {
+        self.vectors = Some(vectors);
+    }
+
+    pub fn vectors(&self) -> Option<&super::semantic::QuestionVectors> {
+        self.vectors.as_ref()
     }
 
     /// Every entry, in import order, disabled ones included.
@@ -234,10 +258,22 @@ impl ShopIndex {
         k: usize,
         now: DateTime<FixedOffset>,
     ) -> Result<Vec<Hit>, KnowledgeError> {
+        let mut hits: Vec<Hit> = self.lexical(text, now)?.into_values().collect();
+        sort_hits(&mut hits, |h| h.bm25);
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Every active entry matching `text` lexically, by position in [`Self::entries`].
+    fn lexical(
+        &self,
+        text: &str,
+        now: DateTime<FixedOffset>,
+    ) -> Result<HashMap<u32, Hit>, KnowledgeError> {
         let mut terms = self.analyzer.terms(text);
         dedup_in_order(&mut terms);
         if terms.is_empty() || self.questions.is_empty() {
-            return Ok(Vec::new());
+            return Ok(HashMap::new());
         }
         let docs = self.questions.len() as u32;
         // Query terms unknown to this shop count at full idf: a message that is mostly about
@@ -294,7 +330,7 @@ impl ShopIndex {
 
         let w = self.weights;
         let norm = |s: f32| (s / query_idf).clamp(0.0, 1.0);
-        let mut hits: Vec<Hit> = by_entry
+        Ok(by_entry
             .into_iter()
             .filter(|(e, _)| self.entries[*e as usize].is_active(now))
             .map(|(e, c)| {
@@ -306,7 +342,7 @@ impl ShopIndex {
                     .nth(self.question_position(c.matched, question.entry))
                     .unwrap_or(&entry.question)
                     .to_string();
-                Hit {
+                let hit = Hit {
                     score: w.bm25 * bm25 + w.overlap * overlap + w.answer * answer,
                     bm25,
                     overlap,
@@ -314,17 +350,10 @@ impl ShopIndex {
                     cosine: 0.0,
                     matched,
                     entry,
-                }
+                };
+                (e, hit)
             })
-            .collect();
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(b.bm25.total_cmp(&a.bm25))
-                .then_with(|| a.entry.id.cmp(&b.entry.id))
-        });
-        hits.truncate(k);
-        Ok(hits)
+            .collect())
     }
 
     /// Every indexed question (standard and similar ones of enabled entries), in the order of
@@ -363,17 +392,7 @@ impl ShopIndex {
                 ),
             });
         }
-        let lexical = self.search(text, self.entries.len().max(k), now)?;
-        let position: HashMap<*const FaqEntry, u32> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (Arc::as_ptr(e), i as u32))
-            .collect();
-        let mut by_entry: HashMap<u32, Hit> = lexical
-            .into_iter()
-            .filter_map(|h| Some((*position.get(&Arc::as_ptr(&h.entry))?, h)))
-            .collect();
+        let mut by_entry = self.lexical(text, now)?;
         // Best cosine per entry, and which question gave it.
         let mut best: HashMap<u32, (f32, usize)> = HashMap::new();
         for (qid, q) in self.questions.iter().enumerate() {
@@ -406,12 +425,7 @@ impl ShopIndex {
             hit.score = (1.0 - weight) * hit.score + weight * cosine.max(0.0);
             hits.push(hit);
         }
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(b.cosine.total_cmp(&a.cosine))
-                .then_with(|| a.entry.id.cmp(&b.entry.id))
-        });
+        sort_hits(&mut hits, |h| h.cosine);
         hits.truncate(k);
         Ok(hits)
     }

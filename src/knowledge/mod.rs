@@ -26,6 +26,9 @@ pub use analyze::{Analyzer, Segmenter};
 pub use entry::{Answer, FaqEntry};
 pub use import::{Format, Location, RowError};
 pub use index::{Hit, RankWeights, ShopIndex};
+pub use semantic::HybridPolicy;
+
+use crate::nlu::encoder::Encoder;
 
 /// What can go wrong in the knowledge layer.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,8 @@ pub struct Knowledge {
     dir: PathBuf,
     analyzer: Analyzer,
     weights: RankWeights,
+    /// The sentence encoder for hybrid retrieval, when there is one.
+    semantic: Option<(Arc<Encoder>, HybridPolicy)>,
     shops: DashMap<String, Arc<Shop>>,
     opened: Instant,
     reload_every: Duration,
@@ -127,6 +132,7 @@ impl Knowledge {
             dir: data_dir.join("shops"),
             analyzer,
             weights,
+            semantic: None,
             shops: DashMap::new(),
             opened: Instant::now(),
             reload_every: RELOAD_CHECK,
@@ -137,6 +143,45 @@ impl Knowledge {
     pub fn with_reload_check(mut self, every: Duration) -> Self {
         self.reload_every = every;
         self
+    }
+
+    /// Retrieve with `encoder` beside the words, as `policy` says. Every shop's question vectors
+    /// are built when its index is (kept in `vectors.safetensors` beside its entries, so only
+    /// new or edited questions are embedded again).
+    pub fn with_semantic(mut self, encoder: Arc<Encoder>, policy: HybridPolicy) -> Self {
+        self.semantic = Some((encoder, policy));
+        self
+    }
+
+    pub fn semantic(&self) -> Option<&(Arc<Encoder>, HybridPolicy)> {
+        self.semantic.as_ref()
+    }
+
+    /// Index `entries` of `shop`, with their sentence vectors when there is an encoder.
+    fn build(
+        &self,
+        shop: &str,
+        entries: Vec<FaqEntry>,
+        generation: u64,
+    ) -> Result<ShopIndex, KnowledgeError> {
+        let mut index = ShopIndex::build(entries, self.analyzer.clone(), self.weights, generation)?;
+        if let Some((encoder, _)) = &self.semantic {
+            let path = self.dir.join(shop).join("vectors.safetensors");
+            std::fs::create_dir_all(self.dir.join(shop)).map_err(|source| KnowledgeError::Io {
+                path: self.dir.join(shop).display().to_string(),
+                source,
+            })?;
+            let counts = semantic::attach(&mut index, encoder, &path)?;
+            if counts.embedded > 0 {
+                tracing::info!(
+                    shop,
+                    embedded = counts.embedded,
+                    reused = counts.reused,
+                    "question vectors"
+                );
+            }
+        }
+        Ok(index)
     }
 
     fn faq_path(&self, shop: &str) -> PathBuf {
@@ -175,7 +220,7 @@ impl Knowledge {
         }
         let before = stamp(&self.faq_path(shop));
         let entries = self.read_stored(shop)?;
-        let index = ShopIndex::build(entries, self.analyzer.clone(), self.weights, 1)?;
+        let index = self.build(shop, entries, 1)?;
         // Two first users may both load; the first to insert wins and the other's copy is dropped.
         let loaded = self
             .shops
@@ -217,9 +262,9 @@ impl Knowledge {
             return;
         }
         let generation = s.current.load().generation + 1;
-        let rebuilt = self.read_stored(shop).and_then(|entries| {
-            ShopIndex::build(entries, self.analyzer.clone(), self.weights, generation)
-        });
+        let rebuilt = self
+            .read_stored(shop)
+            .and_then(|entries| self.build(shop, entries, generation));
         match rebuilt {
             Ok(index) => {
                 s.current.store(Arc::new(index));
@@ -256,7 +301,9 @@ impl Knowledge {
             .collect()
     }
 
-    /// Search `shop` for the `k` best active entries.
+    /// Search `shop` for the `k` best active entries: by the words, and with the encoder too
+    /// when there is one and its [`HybridPolicy`] wants it for this message (a hit's `cosine`
+    /// is then set).
     pub fn search(
         &self,
         shop: &str,
@@ -264,7 +311,19 @@ impl Knowledge {
         k: usize,
         now: DateTime<FixedOffset>,
     ) -> Result<Vec<Hit>, KnowledgeError> {
-        self.index(shop)?.search(text, k, now)
+        let index = self.index(shop)?;
+        let mut lexical = index.search(text, k.max(2), now)?;
+        if let (Some((encoder, policy)), Some(vectors)) = (&self.semantic, index.vectors()) {
+            if policy.wants(text, &lexical) {
+                let query = crate::nlu::head::embed(encoder, &[text])
+                    .map_err(semantic::nlu)?
+                    .pop()
+                    .expect("one vector");
+                return index.search_hybrid(text, &query, vectors, policy.weight, k, now);
+            }
+        }
+        lexical.truncate(k);
+        Ok(lexical)
     }
 
     /// The shop's entries as stored, in order.
@@ -359,7 +418,7 @@ impl Knowledge {
             None => (Vec::new(), 1),
         };
         let entries = change(stored)?;
-        let index = ShopIndex::build(entries, self.analyzer.clone(), self.weights, generation)?;
+        let index = self.build(shop, entries, generation)?;
         self.persist(shop, index.entries())?;
         let written = stamp(&self.faq_path(shop));
         match &existing {

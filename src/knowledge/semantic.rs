@@ -11,7 +11,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
-use super::{KnowledgeError, ShopIndex};
+use serde::{Deserialize, Serialize};
+
+use super::{Hit, KnowledgeError, ShopIndex};
 use crate::nlu::encoder::Encoder;
 use crate::nlu::head;
 
@@ -20,7 +22,76 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn nlu(e: crate::nlu::NluError) -> KnowledgeError {
+/// When a FAQ query pays for the encoder, and how its cosine is mixed in: the FAQ side of the
+/// cascade. The words answer when they are clear; the encoder is asked when the lexical ranking
+/// is weak (its top score below `weak`, or nothing matched) or undecided (the runner-up within
+/// `close` × the top score), and never for Chinese text, which the bundled English encoder does
+/// not know (on the demo shop its cosine ranks worse than the words).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HybridPolicy {
+    /// `w` of the hybrid score ([`ShopIndex::search_hybrid`]).
+    pub weight: f32,
+    pub close: f32,
+    pub weak: f32,
+}
+
+impl Default for HybridPolicy {
+    fn default() -> Self {
+        // weight: tuned with this gate on the demo shop's tuning half (`faq eval --file
+        // knowledge/demo.csv --encoder`); StackFAQ's long English queries tune to 1.0.
+        HybridPolicy {
+            weight: 0.4,
+            close: 0.85,
+            weak: 0.5,
+        }
+    }
+}
+
+impl HybridPolicy {
+    /// Whether `text`, ranked `lexical` (best first) by the words, goes to the encoder.
+    pub fn wants(&self, text: &str, lexical: &[Hit]) -> bool {
+        if crate::nlu::cascade::has_han(text) {
+            return false;
+        }
+        match lexical {
+            [] => true,
+            [top] => top.score < self.weak,
+            [top, second, ..] => top.score < self.weak || second.score >= self.close * top.score,
+        }
+    }
+}
+
+/// The sentence vectors of a shop's questions, built at import (or first load) through the
+/// shop's [`VectorStore`] in `path`, which is rewritten with just these questions when anything
+/// was embedded or dropped.
+pub fn attach(
+    index: &mut ShopIndex,
+    encoder: &Encoder,
+    path: &Path,
+) -> Result<EmbedCounts, KnowledgeError> {
+    let mut store = match VectorStore::load(path, encoder) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "re-embedding every question");
+            VectorStore::new(encoder)
+        }
+    };
+    let before = store.len();
+    let (vectors, counts) = QuestionVectors::build(index, encoder, &mut store)?;
+    let keep: std::collections::HashSet<[u8; 32]> = index
+        .question_texts()
+        .into_iter()
+        .map(|(_, t)| key(t))
+        .collect();
+    store.by_text.retain(|k, _| keep.contains(k));
+    if counts.embedded > 0 || store.len() != before {
+        store.save(path)?;
+    }
+    index.set_vectors(vectors);
+    Ok(counts)
+}
+
+pub(crate) fn nlu(e: crate::nlu::NluError) -> KnowledgeError {
     KnowledgeError::Damaged {
         shop: "sentence encoder".into(),
         reason: e.to_string(),
@@ -186,8 +257,12 @@ impl VectorStore {
         let vectors = Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu).map_err(t)?;
         let sha = self.encoder_sha256.as_bytes();
         let sha = Tensor::from_slice(sha, sha.len(), &Device::Cpu).map_err(t)?;
-        // candle names the format by the extension: keep `.safetensors` on the temporary file.
-        let tmp = path.with_extension("tmp.safetensors");
+        // candle names the format by the extension: keep `.safetensors` on the temporary file,
+        // named by process and time so that two writers never share one.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = path.with_extension(format!("{}-{nanos}.tmp.safetensors", std::process::id()));
         candle_core::safetensors::save(
             &HashMap::from([
                 ("keys".to_string(), keys),

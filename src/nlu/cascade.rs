@@ -253,8 +253,8 @@ impl Cascade {
                     a.head.features_cached(&up_texts)?
                 }
             };
-            for (&i, p) in up.iter().zip(a.head.probabilities_of(&vectors)?) {
-                out[i].prediction = a.head.decide(&p, a.head.meta.threshold);
+            for (&i, p) in up.iter().zip(a.head.predictions_of(&vectors)?) {
+                out[i].prediction = p;
                 out[i].tier = Tier::Encoder;
             }
         }
@@ -294,7 +294,7 @@ impl Votes {
     ) -> Result<Votes> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let fast_probs = fast.probabilities_batched(&texts)?;
-        let head_probs = head.probabilities_of(head_features)?;
+        let head_predictions = head.predictions_of(head_features)?;
         Ok(Votes {
             gold: examples.iter().map(|e| e.label().to_string()).collect(),
             han: texts.iter().map(|t| has_han(t)).collect(),
@@ -303,9 +303,9 @@ impl Votes {
                 .iter()
                 .map(|p| fast.decide(p, fast.meta.threshold).label().to_string())
                 .collect(),
-            encoder: head_probs
+            encoder: head_predictions
                 .iter()
-                .map(|p| head.decide(p, head.meta.threshold).label().to_string())
+                .map(|p| p.label().to_string())
                 .collect(),
         })
     }
@@ -483,6 +483,7 @@ pub fn scored(tiered: &[Tiered], examples: &[Example]) -> Vec<Scored> {
                 gold: e.label().to_string(),
                 best,
                 confidence,
+                score: confidence,
                 oos_wins: p.intent.is_none(),
             }
         })

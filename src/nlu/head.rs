@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Example, OOS};
 use super::encoder::{Encoder, EncoderId};
-use super::model::{decide, IntentModel, Prediction};
+use super::model::{best_in_scope, decide_on, IntentModel, Prediction};
 use super::rng::SplitMix64;
 use super::{NluError, Result};
 use crate::eval::intent::{choose_threshold, fit_temperature, IntentMetrics, Scored};
@@ -48,6 +48,10 @@ pub struct HeadMeta {
     /// How the fast model and this head share the messages, when fitted on validation data.
     #[serde(default)]
     pub cascade: Option<super::cascade::CascadeMeta>,
+    /// Out-of-scope rejection by nearness to the training examples, when chosen on validation;
+    /// `threshold` then applies to [`NoveltyMeta`]'s score, not to the probability.
+    #[serde(default)]
+    pub novelty: Option<NoveltyMeta>,
     /// Seconds spent embedding the training and validation texts, and training the head.
     pub embed_seconds: f64,
     pub train_seconds: f64,
@@ -66,6 +70,26 @@ pub struct LexicalMeta {
     pub buckets: usize,
     pub weight: f32,
 }
+
+/// Rejecting out-of-scope messages on the head's probability alone leaves many of them in: a
+/// softmax is confident far from its training data too. The cosine between a message's sentence
+/// vector and its nearest in-scope training example says how far away it is, so the head can
+/// reject on `nearest + alpha · confidence` instead. `alpha` and the threshold are chosen on
+/// validation data; the in-scope training vectors are kept beside the head
+/// (`support.safetensors`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NoveltyMeta {
+    pub alpha: f32,
+    /// In-scope training examples kept.
+    pub support: usize,
+    pub rule: String,
+}
+
+/// The weights of the head's confidence tried beside the nearest-example cosine.
+pub const NOVELTY_ALPHAS: [f32; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+
+/// Rows of support vectors compared at once (bounds the similarity matrix to ~16 MB).
+const SUPPORT_BATCH: usize = 256;
 
 /// Buckets and weight of the lexical features when they are asked for.
 pub const LEXICAL_BUCKETS: usize = 4096;
@@ -110,6 +134,8 @@ pub struct EncoderIntentModel {
     b: Tensor,
     labels: Vec<String>,
     oos: Option<usize>,
+    /// In-scope training sentence vectors, (dim, n), when [`HeadMeta::novelty`] is set.
+    support: Option<Tensor>,
     pub meta: HeadMeta,
 }
 
@@ -263,23 +289,63 @@ impl EncoderIntentModel {
     }
 
     pub fn classify(&self, text: &str) -> Result<Prediction> {
-        let probs = self.probabilities(&[text])?.pop().expect("one row");
-        Ok(self.decide(&probs, self.meta.threshold))
+        Ok(self
+            .predictions_of(&self.features(&[text])?)?
+            .pop()
+            .expect("one row"))
     }
 
-    pub fn decide(&self, probs: &[f32], threshold: f32) -> Prediction {
-        decide(&self.labels, self.oos, probs, threshold)
+    /// The head's answers for feature rows, at its own threshold (on the novelty score when it
+    /// has one).
+    pub fn predictions_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Prediction>> {
+        let probs = self.probabilities_of(vectors)?;
+        let scores = self.rejection_scores(vectors, &probs)?;
+        Ok(probs
+            .iter()
+            .zip(scores)
+            .map(|(p, score)| decide_on(&self.labels, self.oos, p, score, self.meta.threshold))
+            .collect())
+    }
+
+    /// Cosine of each row's sentence vector to its nearest in-scope training example, or `None`
+    /// for a head without support vectors.
+    pub fn nearest(&self, vectors: &[Vec<f32>]) -> Result<Option<Vec<f32>>> {
+        let Some(support) = &self.support else {
+            return Ok(None);
+        };
+        let dim = self.encoder.dim();
+        let mut out = Vec::with_capacity(vectors.len());
+        for chunk in vectors.chunks(SUPPORT_BATCH) {
+            let sentence: Vec<Vec<f32>> = chunk.iter().map(|v| v[..dim].to_vec()).collect();
+            let x = matrix(&sentence, dim, support.device())?;
+            out.extend(x.matmul(support)?.max(D::Minus1)?.to_vec1::<f32>()?);
+        }
+        Ok(Some(out))
+    }
+
+    /// What the threshold is compared with: the best in-scope probability, or with novelty
+    /// `nearest + alpha · probability`.
+    fn rejection_scores(&self, vectors: &[Vec<f32>], probs: &[Vec<f32>]) -> Result<Vec<f32>> {
+        let conf: Vec<f32> = probs.iter().map(|p| best_in_scope(p, self.oos).1).collect();
+        Ok(match (self.nearest(vectors)?, &self.meta.novelty) {
+            (Some(near), Some(n)) => near
+                .iter()
+                .zip(&conf)
+                .map(|(d, c)| d + n.alpha * c)
+                .collect(),
+            _ => conf,
+        })
     }
 
     /// Scored examples from their vectors (for metrics and threshold choice).
     pub fn scored(&self, vectors: &[Vec<f32>], examples: &[Example]) -> Result<Vec<Scored>> {
         let probs = self.probabilities_of(vectors)?;
-        Ok(Scored::from_probabilities(
-            &probs,
-            &self.labels,
-            self.oos,
-            examples,
-        ))
+        let scores = self.rejection_scores(vectors, &probs)?;
+        let mut scored = Scored::from_probabilities(&probs, &self.labels, self.oos, examples);
+        for (s, score) in scored.iter_mut().zip(scores) {
+            s.score = score;
+        }
+        Ok(scored)
     }
 
     /// Write `head.safetensors`, `labels.json` and `meta.json` to `dir`.
@@ -291,6 +357,17 @@ impl EncoderIntentModel {
             ("b".to_string(), self.b.to_device(&cpu)?),
         ]);
         candle_core::safetensors::save(&tensors, dir.join("head.safetensors"))?;
+        let support = dir.join("support.safetensors");
+        match &self.support {
+            Some(t) => candle_core::safetensors::save(
+                &std::collections::HashMap::from([("support".to_string(), t.to_device(&cpu)?)]),
+                &support,
+            )?,
+            None if support.exists() => {
+                std::fs::remove_file(&support).map_err(NluError::io(&support))?
+            }
+            None => {}
+        }
         let write = |name: &str, text: String| -> Result<()> {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(NluError::io(&p))
@@ -365,6 +442,26 @@ impl EncoderIntentModel {
         }
         let oos = labels.iter().position(|l| l == OOS);
         let lexical = meta.lexical.as_ref().and(lexical);
+        let support = match &meta.novelty {
+            None => None,
+            Some(n) => {
+                let path = dir.join("support.safetensors");
+                let t = candle_core::safetensors::load(&path, &device)?;
+                let s = t.get("support").cloned().ok_or_else(|| {
+                    NluError::Model(format!("{}: no support tensor", path.display()))
+                })?;
+                if s.dims() != [encoder.dim(), n.support] {
+                    return Err(NluError::Model(format!(
+                        "{}: support shape {:?}, meta.json says {} vectors of {}",
+                        path.display(),
+                        s.dims(),
+                        n.support,
+                        encoder.dim()
+                    )));
+                }
+                Some(s)
+            }
+        };
         Ok(EncoderIntentModel {
             encoder,
             lexical,
@@ -372,6 +469,7 @@ impl EncoderIntentModel {
             b,
             labels,
             oos,
+            support,
             meta,
         })
     }
@@ -471,6 +569,7 @@ pub fn train_on_vectors(
             val_metrics: None,
             lexical: lexical.as_ref().map(|l| l.1.clone()),
             cascade: None,
+            novelty: None,
             embed_seconds: 0.0,
             train_seconds: 0.0,
         },
@@ -480,6 +579,7 @@ pub fn train_on_vectors(
         b: b.as_tensor().clone(),
         labels,
         oos,
+        support: None,
     };
     if let Some((val, vectors)) = val {
         let logits = model.logits_of(vectors)?;
@@ -488,17 +588,89 @@ pub fn train_on_vectors(
             .map(|e| model.labels.iter().position(|l| l == e.label()))
             .collect();
         model.meta.temperature = fit_temperature(&logits, &gold);
-        let scored = model.scored(vectors, val)?;
         if cfg.threshold.is_none() {
-            let (t, rule) = choose_threshold(&scored, cfg.max_accuracy_drop);
-            model.meta.threshold = t;
-            model.meta.threshold_rule = rule;
+            let support = support_of(&model, train, train_vectors)?;
+            choose_rejection(&mut model, support, val, vectors, cfg.max_accuracy_drop)?;
         }
+        let scored = model.scored(vectors, val)?;
         let metrics = IntentMetrics::compute(&scored, model.meta.threshold);
         model.meta.val_metrics = Some(serde_json::to_value(&metrics).expect("metrics serialize"));
     }
     model.meta.train_seconds = started.elapsed().as_secs_f64();
     Ok(model)
+}
+
+/// The in-scope training sentence vectors as a (dim, n) matrix, or `None` when there are none.
+fn support_of(
+    model: &EncoderIntentModel,
+    train: &[Example],
+    vectors: &[Vec<f32>],
+) -> Result<Option<Tensor>> {
+    let dim = model.encoder.dim();
+    let rows: Vec<Vec<f32>> = train
+        .iter()
+        .zip(vectors)
+        .filter(|(e, _)| e.label() != OOS)
+        .map(|(_, v)| v[..dim].to_vec())
+        .collect();
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(matrix(&rows, dim, &Device::Cpu)?.t()?.contiguous()?))
+}
+
+/// Choose how the head rejects out-of-scope messages, on validation: the probability alone, or
+/// the novelty score with each of [`NOVELTY_ALPHAS`], each at the threshold [`choose_threshold`]
+/// picks for it; the one with the highest out-of-scope recall wins (then in-scope accuracy; ties
+/// keep the simpler rule). Without out-of-scope validation examples the probability stays.
+fn choose_rejection(
+    model: &mut EncoderIntentModel,
+    support: Option<Tensor>,
+    val: &[Example],
+    vectors: &[Vec<f32>],
+    max_drop: f32,
+) -> Result<()> {
+    let plain = model.scored(vectors, val)?;
+    let (t, rule) = choose_threshold(&plain, max_drop);
+    let (acc, rec) = IntentMetrics::compute_counts(&plain, t);
+    let (plain_acc, plain_rec) = (acc, rec.unwrap_or(0.0));
+    let mut best: (Option<f32>, f32, String, f64, f64) = (None, t, rule, plain_acc, plain_rec);
+    if let (Some(support), true) = (support, val.iter().any(|e| e.label() == OOS)) {
+        let n = support.dims()[1];
+        model.support = Some(support);
+        let near = model.nearest(vectors)?.expect("support set");
+        for alpha in NOVELTY_ALPHAS {
+            let scored: Vec<Scored> = plain
+                .iter()
+                .zip(&near)
+                .map(|(s, d)| Scored {
+                    score: d + alpha * s.confidence,
+                    ..s.clone()
+                })
+                .collect();
+            let (t, rule) = choose_threshold(&scored, max_drop);
+            let (acc, rec) = IntentMetrics::compute_counts(&scored, t);
+            let rec = rec.unwrap_or(0.0);
+            if rec > best.4 + 1e-9 || (rec > best.4 - 1e-9 && acc > best.3 + 1e-9) {
+                best = (Some(alpha), t, rule, acc, rec);
+            }
+        }
+        model.meta.novelty = best.0.map(|alpha| NoveltyMeta {
+            alpha,
+            support: n,
+            rule: format!(
+                "nearest-example cosine + {alpha} x confidence: validation oos recall {:.3} at \
+                 in-scope accuracy {:.3}, against {:.3} at {:.3} on the probability alone",
+                best.4, best.3, plain_rec, plain_acc
+            ),
+        });
+        if model.meta.novelty.is_none() {
+            model.support = None;
+        }
+    }
+    model.meta.threshold = best.1;
+    model.meta.threshold_rule = best.2;
+    Ok(())
 }
 
 /// Embed and train: what `honeydesk train --encoder` runs. With `lexical` (a fast model and

@@ -347,9 +347,22 @@ impl IntentModel {
 /// Calibrated probabilities over `labels` (with the `oos` class at `oos`, if any) to a prediction
 /// at `threshold`; shared by the fast model and the encoder head.
 pub fn decide(labels: &[String], oos: Option<usize>, probs: &[f32], threshold: f32) -> Prediction {
+    let confidence = best_in_scope(probs, oos).1;
+    decide_on(labels, oos, probs, confidence, threshold)
+}
+
+/// [`decide`] with the threshold compared to `score` rather than to the best probability (a
+/// classifier with other out-of-scope evidence, like the encoder head's novelty).
+pub fn decide_on(
+    labels: &[String],
+    oos: Option<usize>,
+    probs: &[f32],
+    score: f32,
+    threshold: f32,
+) -> Prediction {
     let (best, confidence) = best_in_scope(probs, oos);
     let oos_wins = oos.is_some_and(|o| probs[o] > confidence);
-    let intent = (!oos_wins && confidence >= threshold).then(|| labels[best].clone());
+    let intent = (!oos_wins && score >= threshold).then(|| labels[best].clone());
     let mut ranked: Vec<(String, f32)> =
         labels.iter().cloned().zip(probs.iter().copied()).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
