@@ -98,8 +98,9 @@ enum Command {
         /// --val, the cascade's routing is fitted and saved with the head.
         #[arg(long, requires = "encoder")]
         fast_model: Option<PathBuf>,
-        /// With --fast-model: also add its n-gram features to the sentence vectors.
-        #[arg(long, requires = "fast_model")]
+        /// With --encoder: add word unigram and bigram features (hashed TF-IDF, fitted on
+        /// --data) to the sentence vectors.
+        #[arg(long, requires = "encoder")]
         lexical: bool,
         /// With --fast-model and --val: the most in-scope accuracy or out-of-scope recall
         /// (absolute, on --val) the cascade may lose against the encoder alone.
@@ -130,10 +131,10 @@ enum Command {
         /// model; for an encoder-head --model, the encoder to load it with.
         #[arg(long)]
         encoder: Option<PathBuf>,
-        /// With --folds and --encoder: add the n-gram features of a fast model trained on each
-        /// fold's training part.
+        /// With --folds and --encoder: add word features (fitted on each fold's training part)
+        /// to the sentence vectors.
         #[arg(long, requires = "encoder")]
-        with_fast: bool,
+        lexical: bool,
         /// Labelled log: JSONL (or .csv) with text and any of conversation, shop, intent, faq,
         /// expected, risk.
         #[arg(long)]
@@ -386,7 +387,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             model,
             encoder,
-            with_fast,
+            lexical,
             data,
             json,
             folds,
@@ -410,7 +411,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect();
                 match &encoder {
                     Some(enc) => cli::encoder::cross_validate(
-                        &examples, k, seed, enc, with_fast, &device, json,
+                        &examples, k, seed, enc, lexical, &device, json,
                     ),
                     None => cross_validate(&examples, k, seed, &device, json),
                 }

@@ -211,7 +211,7 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
         weight_decay: 0.0,
         ..HeadConfig::default()
     };
-    let (model, _) = head::train(encoder.clone(), None, &train, Some(&train), &cfg).unwrap();
+    let (model, _) = head::train(encoder.clone(), false, &train, Some(&train), &cfg).unwrap();
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let right = texts
         .iter()
@@ -226,7 +226,7 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
     let saved = dir.path().join("head");
     model.save(&saved).unwrap();
     assert!(head::is_head(&saved));
-    let back = EncoderIntentModel::load(&saved, encoder.clone(), None).unwrap();
+    let back = EncoderIntentModel::load(&saved, encoder.clone()).unwrap();
     let (a, b) = (
         model.probabilities(&texts).unwrap(),
         back.probabilities(&texts).unwrap(),
@@ -238,7 +238,7 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
     let other_dir = dir.path().join("other");
     tiny_bert(&other_dir, 2);
     let other = Arc::new(Encoder::load(&other_dir, &Device::Cpu).unwrap());
-    let err = EncoderIntentModel::load(&saved, other, None)
+    let err = EncoderIntentModel::load(&saved, other)
         .err()
         .unwrap()
         .to_string();
@@ -248,19 +248,12 @@ fn a_head_trains_on_encoder_vectors_saves_and_refuses_another_encoder() {
 }
 
 #[test]
-fn a_head_with_lexical_features_needs_its_own_fast_model() {
-    use honeydesk::nlu::{self, TrainConfig};
+fn a_head_with_word_features_separates_what_the_encoder_cannot_and_keeps_its_idf() {
     let dir = tempfile::tempdir().unwrap();
     let enc_dir = dir.path().join("tiny");
     tiny_bert(&enc_dir, 3);
     let encoder = Arc::new(Encoder::load(&enc_dir, &Device::Cpu).unwrap());
     let train = examples();
-    let fast = nlu::train(&train, None, &TrainConfig::default(), &mut |_| {})
-        .unwrap()
-        .model;
-    let fast_dir = dir.path().join("fast");
-    fast.save(&fast_dir).unwrap();
-    let fast = Arc::new(fast);
     let cfg = HeadConfig {
         epochs: 200,
         lr: 0.05,
@@ -268,9 +261,9 @@ fn a_head_with_lexical_features_needs_its_own_fast_model() {
         weight_decay: 0.0,
         ..HeadConfig::default()
     };
-    let lexical = Some((fast.clone(), fast_dir.display().to_string()));
-    let (model, _) = head::train(encoder.clone(), lexical, &train, None, &cfg).unwrap();
+    let (model, _) = head::train(encoder.clone(), true, &train, None, &cfg).unwrap();
     assert_eq!(model.input_dim(), 24 + head::LEXICAL_BUCKETS);
+    assert_eq!(model.meta.lexical.as_ref().unwrap().documents, train.len());
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let right = texts
         .iter()
@@ -279,34 +272,31 @@ fn a_head_with_lexical_features_needs_its_own_fast_model() {
         .count();
     assert_eq!(
         right, 18,
-        "distinct words per intent: the n-grams alone separate them"
+        "distinct words per intent: the word features alone separate them"
     );
 
     let saved = dir.path().join("head");
     model.save(&saved).unwrap();
-    let err = EncoderIntentModel::load(&saved, encoder.clone(), None)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("needs the fast model"), "{err}");
-    let mut other_data = train.clone();
-    other_data.push(Example::new("where is my parcel please", Some("invoice")));
-    let other = nlu::train(&other_data, None, &TrainConfig::default(), &mut |_| {})
-        .unwrap()
-        .model;
-    let err = EncoderIntentModel::load(&saved, encoder.clone(), Some(Arc::new(other)))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("fast model trained on data"), "{err}");
-    let back = EncoderIntentModel::load(&saved, encoder, Some(fast)).unwrap();
+    let back = EncoderIntentModel::load(&saved, encoder.clone()).unwrap();
     let (a, b) = (
         model.probabilities(&texts).unwrap(),
         back.probabilities(&texts).unwrap(),
     );
     assert!(a.iter().zip(&b).all(|(x, y)| close(x, y)));
+    // A meta.json that promises other buckets than the saved idf is refused.
+    let meta_path = saved.join("meta.json");
+    let good = std::fs::read_to_string(&meta_path).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&good).unwrap();
+    meta["lexical"]["buckets"] = serde_json::json!(100);
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let err = EncoderIntentModel::load(&saved, encoder.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("head shape") || err.contains("idf"), "{err}");
+    std::fs::write(&meta_path, good).unwrap();
 
-    // The command line finds the encoder and the fast model from the head's meta.json.
+    // The command line finds the encoder from the head's meta.json.
     let data = dir.path().join("train.jsonl");
     honeydesk::nlu::data::write_jsonl(&data, &train).unwrap();
     let stdout = cli([
@@ -383,7 +373,7 @@ fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chi
         ..HeadConfig::default()
     };
     let (mut model, val_features) =
-        head::train(encoder.clone(), None, &all, Some(&all), &cfg).unwrap();
+        head::train(encoder.clone(), false, &all, Some(&all), &cfg).unwrap();
     let meta = cascade::fit(
         &fast,
         fast_dir.display().to_string(),
@@ -472,7 +462,7 @@ fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chi
         .unwrap()
         .to_string();
     assert!(err.contains("fitted with the fast model"), "{err}");
-    let mut bare = EncoderIntentModel::load(&saved, encoder.clone(), None).unwrap();
+    let mut bare = EncoderIntentModel::load(&saved, encoder.clone()).unwrap();
     bare.meta.cascade = None;
     let err = Cascade::new(fast.clone(), Arc::new(bare))
         .err()
@@ -713,4 +703,68 @@ fn the_knowledge_store_keeps_question_vectors_beside_the_shop_and_asks_the_encod
     );
     assert!(store.get("money back please").is_none());
     assert!(store.get("return it for my money back").is_some());
+}
+
+#[test]
+fn the_head_keeps_its_training_examples_to_vote_and_to_tell_what_is_far_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 4);
+    let encoder = Arc::new(Encoder::load(&enc_dir, &Device::Cpu).unwrap());
+    let train = examples();
+    let mut val = train.clone();
+    for t in ["what is the weather on mars", "tell me a joke about cats"] {
+        val.push(Example::new(t, None));
+    }
+    let cfg = HeadConfig {
+        epochs: 50,
+        lr: 0.05,
+        batch_size: 18,
+        ..HeadConfig::default()
+    };
+    let (mut model, _) = head::train(encoder.clone(), false, &train, Some(&val), &cfg).unwrap();
+    assert_eq!(model.meta.support, train.len());
+    let knn = model.meta.knn.clone().expect("a mix chosen on validation");
+    assert!(head::KNN_LAMBDAS.contains(&knn.lambda), "{knn:?}");
+
+    // Every training text is its own nearest example; an unrelated text is farther.
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let features = model.features(&texts).unwrap();
+    let near = model.nearest(&features).unwrap().unwrap();
+    assert!(near.iter().all(|c| (c - 1.0).abs() < 1e-4), "{near:?}");
+    let far = model
+        .nearest(&model.features(&["zebra xylophone quantum"]).unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(far[0] < 0.999, "{far:?}");
+
+    // The vote alone (lambda 1) of the nearest example gives each training text its own label.
+    model.meta.knn = Some(honeydesk::nlu::head::KnnMeta {
+        k: 1,
+        lambda: 1.0,
+        ..knn.clone()
+    });
+    let probs = model.probabilities_of(&features).unwrap();
+    for (p, e) in probs.iter().zip(&train) {
+        let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        assert_eq!(model.labels()[best], e.label());
+    }
+    model.meta.knn = Some(knn);
+
+    // Saved and loaded with its examples; a head whose support file is gone is refused.
+    let saved = dir.path().join("head");
+    model.save(&saved).unwrap();
+    let back = EncoderIntentModel::load(&saved, encoder.clone()).unwrap();
+    assert_eq!(back.nearest(&features).unwrap().unwrap(), near);
+    let (a, b) = (
+        model.predictions_of(&features).unwrap(),
+        back.predictions_of(&features).unwrap(),
+    );
+    assert!(a.iter().zip(&b).all(|(x, y)| x.label() == y.label()));
+    std::fs::remove_file(saved.join("support.safetensors")).unwrap();
+    let err = EncoderIntentModel::load(&saved, encoder)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("support.safetensors"), "{err}");
 }

@@ -519,7 +519,6 @@ pub fn load(dir: &std::path::Path, device: &candle_core::Device) -> Result<Casca
         std::path::Path::new(&meta.encoder_dir),
         device,
     )?);
-    let lexical = meta.lexical.as_ref().map(|_| fast.clone());
-    let head = EncoderIntentModel::load(dir, encoder, lexical)?;
+    let head = EncoderIntentModel::load(dir, encoder)?;
     Cascade::new(fast, Arc::new(head))
 }

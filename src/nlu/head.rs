@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Example, OOS};
 use super::encoder::{Encoder, EncoderId};
-use super::model::{best_in_scope, decide_on, IntentModel, Prediction};
+use super::model::{best_in_scope, decide_on, Prediction};
 use super::rng::SplitMix64;
 use super::{NluError, Result};
 use crate::eval::intent::{choose_threshold, fit_temperature, IntentMetrics, Scored};
 use crate::text::normalize;
 
 /// Bumped when the files change meaning.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// What `meta.json` of a head says. `kind` tells it from the fast model's folder.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,7 +42,7 @@ pub struct HeadMeta {
     pub threshold: f32,
     pub threshold_rule: String,
     pub val_metrics: Option<serde_json::Value>,
-    /// The fast model whose n-gram features are added to the sentence vectors, if any.
+    /// The word features added to the sentence vectors, if any ([`Words`]).
     #[serde(default)]
     pub lexical: Option<LexicalMeta>,
     /// How the fast model and this head share the messages, when fitted on validation data.
@@ -52,24 +52,18 @@ pub struct HeadMeta {
     /// `threshold` then applies to [`NoveltyMeta`]'s score, not to the probability.
     #[serde(default)]
     pub novelty: Option<NoveltyMeta>,
+    /// The nearest-example vote mixed into the probabilities, if any.
+    #[serde(default)]
+    pub knn: Option<KnnMeta>,
+    /// In-scope training examples kept in `support.safetensors` (0: none).
+    #[serde(default)]
+    pub support: usize,
     /// Seconds spent embedding the training and validation texts, and training the head.
     pub embed_seconds: f64,
     pub train_seconds: f64,
 }
 
 pub const KIND: &str = "encoder_head";
-
-/// Lexical features beside the sentence vector: the fast model's TF-IDF n-grams, folded into
-/// `buckets` dimensions and scaled by `weight`. Words the encoder's vocabulary splits badly (brand
-/// names, order jargon) still count this way.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LexicalMeta {
-    pub fast_model_dir: String,
-    /// The fast model's training-data hash, so another fast model is refused.
-    pub fast_data_sha256: String,
-    pub buckets: usize,
-    pub weight: f32,
-}
 
 /// Rejecting out-of-scope messages on the head's probability alone leaves many of them in: a
 /// softmax is confident far from its training data too. The cosine between a message's sentence
@@ -80,9 +74,34 @@ pub struct LexicalMeta {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NoveltyMeta {
     pub alpha: f32,
-    /// In-scope training examples kept.
-    pub support: usize,
     pub rule: String,
+}
+
+/// A linear head on sentence vectors misses intents that live in small islands of the space; a
+/// vote of the nearest training examples catches them. The head's probabilities are mixed with
+/// the vote of the `k` nearest in-scope training examples (each weighted `exp(cosine /
+/// temperature)`) as `(1 − lambda) · head + lambda · vote`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KnnMeta {
+    pub k: usize,
+    pub temperature: f32,
+    pub lambda: f32,
+    pub rule: String,
+}
+
+/// The neighbours and vote sharpness; `lambda` is chosen on validation among [`KNN_LAMBDAS`].
+pub const KNN_K: usize = 10;
+pub const KNN_TEMPERATURE: f32 = 0.05;
+pub const KNN_LAMBDAS: [f32; 6] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5];
+/// The mix used without validation data: what CLINC150's validation split chose (`train
+/// --encoder --lexical --val`).
+pub const KNN_DEFAULT_LAMBDA: f32 = 0.1;
+
+/// The in-scope training examples' sentence vectors, (dim, n), and their label indices.
+#[derive(Debug, Clone)]
+struct Support {
+    vectors: Tensor,
+    labels: Vec<u32>,
 }
 
 /// The weights of the head's confidence tried beside the nearest-example cosine.
@@ -91,9 +110,114 @@ pub const NOVELTY_ALPHAS: [f32; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
 /// Rows of support vectors compared at once (bounds the similarity matrix to ~16 MB).
 const SUPPORT_BATCH: usize = 256;
 
+/// Word n-gram features beside the sentence vector: unigrams and bigrams of the normalized text
+/// (each Chinese character a word), hashed into `buckets`, sublinear term frequency times the
+/// training texts' idf, scaled to unit length and then by `weight`. Words the encoder's
+/// vocabulary splits badly (brand names, order jargon) still count this way. On CLINC150 these
+/// gave the head 0.3 point more in-scope accuracy than the fast model's n-gram features did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LexicalMeta {
+    pub buckets: usize,
+    pub weight: f32,
+    /// Training texts the idf was counted on.
+    pub documents: usize,
+}
+
 /// Buckets and weight of the lexical features when they are asked for.
 pub const LEXICAL_BUCKETS: usize = 4096;
 pub const LEXICAL_WEIGHT: f32 = 1.0;
+
+/// The fitted word features: [`LexicalMeta`] and the idf of every bucket.
+#[derive(Debug, Clone)]
+pub struct Words {
+    pub meta: LexicalMeta,
+    idf: Vec<f32>,
+}
+
+/// The hashed unigram and bigram buckets of `text`, with repeats.
+fn word_grams(text: &str, buckets: usize) -> Vec<usize> {
+    let normalized = normalize(text);
+    let mut words: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for c in normalized.chars() {
+        if crate::text::is_cjk(c) {
+            if !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            words.push(c.to_string());
+        } else if c.is_alphanumeric() || c == '\'' {
+            current.push(c);
+        } else if !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    let hash = |kind: u8, parts: &[&str]| -> usize {
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in std::iter::once(kind).chain(
+            parts
+                .iter()
+                .flat_map(|p| p.bytes().chain(std::iter::once(0u8))),
+        ) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % buckets as u64) as usize
+    };
+    let mut grams: Vec<usize> = words.iter().map(|w| hash(b'w', &[w])).collect();
+    grams.extend(words.windows(2).map(|p| hash(b'b', &[&p[0], &p[1]])));
+    grams
+}
+
+impl Words {
+    /// Count the idf of every bucket on `texts` (smoothed: `ln((1 + n) / (1 + df)) + 1`).
+    pub fn fit(texts: &[&str], buckets: usize, weight: f32) -> Words {
+        let mut df = vec![0u32; buckets];
+        for t in texts {
+            let mut grams = word_grams(t, buckets);
+            grams.sort_unstable();
+            grams.dedup();
+            for g in grams {
+                df[g] += 1;
+            }
+        }
+        let n = texts.len() as f32;
+        let idf = df
+            .iter()
+            .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
+            .collect();
+        Words {
+            meta: LexicalMeta {
+                buckets,
+                weight,
+                documents: texts.len(),
+            },
+            idf,
+        }
+    }
+
+    /// The features of one text, `buckets` wide.
+    pub fn features(&self, text: &str) -> Vec<f32> {
+        let mut counts = vec![0f32; self.meta.buckets];
+        for g in word_grams(text, self.meta.buckets) {
+            counts[g] += 1.0;
+        }
+        for (c, idf) in counts.iter_mut().zip(&self.idf) {
+            if *c > 0.0 {
+                *c = (1.0 + c.ln()) * idf;
+            }
+        }
+        let norm = counts.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            let scale = self.meta.weight / norm;
+            counts.iter_mut().for_each(|x| *x *= scale);
+        }
+        counts
+    }
+}
 
 /// How the head is trained.
 #[derive(Debug, Clone)]
@@ -127,15 +251,15 @@ impl Default for HeadConfig {
 /// A head with its encoder, ready to answer.
 pub struct EncoderIntentModel {
     pub encoder: Arc<Encoder>,
-    /// The fast model giving the lexical features ([`HeadMeta::lexical`]).
-    pub lexical: Option<Arc<IntentModel>>,
+    /// The word features ([`HeadMeta::lexical`]).
+    pub words: Option<Words>,
     /// (dim, labels)
     w: Tensor,
     b: Tensor,
     labels: Vec<String>,
     oos: Option<usize>,
-    /// In-scope training sentence vectors, (dim, n), when [`HeadMeta::novelty`] is set.
-    support: Option<Tensor>,
+    /// In-scope training examples, for novelty and the nearest-example vote.
+    support: Option<Support>,
     pub meta: HeadMeta,
 }
 
@@ -191,11 +315,11 @@ fn matrix(rows: &[Vec<f32>], dim: usize, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(flat, (rows.len(), dim), device)?)
 }
 
-/// What the head reads for `texts`: the sentence vectors, and the lexical features after them
-/// when `lexical` is given. `cached`: through [`embed_cached`] (data sets, not live messages).
+/// What the head reads for `texts`: the sentence vectors, and the word features after them
+/// when `words` is given. `cached`: through [`embed_cached`] (data sets, not live messages).
 pub fn features(
     encoder: &Encoder,
-    lexical: Option<(&IntentModel, &LexicalMeta)>,
+    words: Option<&Words>,
     texts: &[&str],
     cached: bool,
 ) -> Result<Vec<Vec<f32>>> {
@@ -204,34 +328,16 @@ pub fn features(
     } else {
         embed(encoder, texts)?
     };
-    if let Some((fast, meta)) = lexical {
-        add_lexical(&mut vectors, fast, meta, texts)?;
+    if let Some(words) = words {
+        add_words(&mut vectors, words, texts);
     }
     Ok(vectors)
 }
 
-/// Append `fast`'s lexical features for `texts` to their sentence vectors.
-pub fn add_lexical(
-    vectors: &mut [Vec<f32>],
-    fast: &IntentModel,
-    meta: &LexicalMeta,
-    texts: &[&str],
-) -> Result<()> {
-    for (v, lex) in vectors.iter_mut().zip(fast.lexical(texts, meta.buckets)?) {
-        v.extend(lex.into_iter().map(|x| x * meta.weight));
-    }
-    Ok(())
-}
-
-impl LexicalMeta {
-    /// The default lexical features of `fast`, kept in `dir`.
-    pub fn of(fast: &IntentModel, dir: String) -> LexicalMeta {
-        LexicalMeta {
-            fast_model_dir: dir,
-            fast_data_sha256: fast.meta.data_sha256.clone(),
-            buckets: LEXICAL_BUCKETS,
-            weight: LEXICAL_WEIGHT,
-        }
+/// Append the word features of `texts` to their sentence vectors.
+pub fn add_words(vectors: &mut [Vec<f32>], words: &Words, texts: &[&str]) {
+    for (v, t) in vectors.iter_mut().zip(texts) {
+        v.extend(words.features(t));
     }
 }
 
@@ -243,14 +349,12 @@ impl EncoderIntentModel {
 
     /// [`features`] for this head, of live messages.
     pub fn features(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let lexical = self.lexical.as_deref().zip(self.meta.lexical.as_ref());
-        features(&self.encoder, lexical, texts, false)
+        features(&self.encoder, self.words.as_ref(), texts, false)
     }
 
     /// [`features`] of a data set, through the vector cache when one is set.
     pub fn features_cached(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let lexical = self.lexical.as_deref().zip(self.meta.lexical.as_ref());
-        features(&self.encoder, lexical, texts, true)
+        features(&self.encoder, self.words.as_ref(), texts, true)
     }
 
     pub fn labels(&self) -> &[String] {
@@ -272,8 +376,8 @@ impl EncoderIntentModel {
             .to_vec2::<f32>()?)
     }
 
-    /// Calibrated probabilities for sentence vectors.
-    pub fn probabilities_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    /// The head's own calibrated probabilities, before any nearest-example vote.
+    fn head_probabilities(&self, vectors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         if vectors.is_empty() {
             return Ok(Vec::new());
         }
@@ -281,6 +385,19 @@ impl EncoderIntentModel {
         let logits = x.matmul(&self.w)?.broadcast_add(&self.b)?;
         let probs = candle_nn::ops::softmax(&(logits / self.meta.temperature as f64)?, D::Minus1)?;
         Ok(probs.to_vec2::<f32>()?)
+    }
+
+    /// Calibrated probabilities for feature rows (mixed with the nearest-example vote when the
+    /// head has one).
+    pub fn probabilities_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let probs = self.head_probabilities(vectors)?;
+        match &self.meta.knn {
+            Some(knn) if knn.lambda > 0.0 => {
+                let votes = self.votes(&self.neighbours(vectors, knn.k)?, knn.temperature);
+                Ok(mix(&probs, &votes, knn.lambda))
+            }
+            _ => Ok(probs),
+        }
     }
 
     /// Calibrated probabilities for texts.
@@ -307,20 +424,68 @@ impl EncoderIntentModel {
             .collect())
     }
 
-    /// Cosine of each row's sentence vector to its nearest in-scope training example, or `None`
-    /// for a head without support vectors.
-    pub fn nearest(&self, vectors: &[Vec<f32>]) -> Result<Option<Vec<f32>>> {
+    /// The `k` nearest in-scope training examples of each row's sentence vector, as (cosine,
+    /// label index), nearest first; empty rows for a head without support vectors.
+    fn neighbours(&self, vectors: &[Vec<f32>], k: usize) -> Result<Vec<Vec<(f32, u32)>>> {
         let Some(support) = &self.support else {
-            return Ok(None);
+            return Ok(vec![Vec::new(); vectors.len()]);
         };
         let dim = self.encoder.dim();
+        let k = k.clamp(1, support.labels.len());
         let mut out = Vec::with_capacity(vectors.len());
         for chunk in vectors.chunks(SUPPORT_BATCH) {
             let sentence: Vec<Vec<f32>> = chunk.iter().map(|v| v[..dim].to_vec()).collect();
-            let x = matrix(&sentence, dim, support.device())?;
-            out.extend(x.matmul(support)?.max(D::Minus1)?.to_vec1::<f32>()?);
+            let x = matrix(&sentence, dim, support.vectors.device())?;
+            for row in x.matmul(&support.vectors)?.to_vec2::<f32>()? {
+                let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+                let by_sim = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]);
+                if k < idx.len() {
+                    idx.select_nth_unstable_by(k - 1, by_sim);
+                    idx.truncate(k);
+                }
+                idx.sort_by(by_sim);
+                out.push(
+                    idx.into_iter()
+                        .map(|j| (row[j as usize], support.labels[j as usize]))
+                        .collect(),
+                );
+            }
         }
-        Ok(Some(out))
+        Ok(out)
+    }
+
+    /// Each row's nearest-example vote over the labels (zeros without neighbours).
+    fn votes(&self, neighbours: &[Vec<(f32, u32)>], temperature: f32) -> Vec<Vec<f32>> {
+        neighbours
+            .iter()
+            .map(|near| {
+                let mut v = vec![0f32; self.labels.len()];
+                // Relative to the nearest, so exp never overflows.
+                let top = near.first().map_or(0.0, |n| n.0);
+                for &(c, l) in near {
+                    v[l as usize] += ((c - top) / temperature).exp();
+                }
+                let z: f32 = v.iter().sum();
+                if z > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= z);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Cosine of each row's sentence vector to its nearest in-scope training example, or `None`
+    /// for a head without support vectors.
+    pub fn nearest(&self, vectors: &[Vec<f32>]) -> Result<Option<Vec<f32>>> {
+        if self.support.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.neighbours(vectors, 1)?
+                .iter()
+                .map(|n| n.first().map_or(-1.0, |x| x.0))
+                .collect(),
+        ))
     }
 
     /// What the threshold is compared with: the best in-scope probability, or with novelty
@@ -352,15 +517,27 @@ impl EncoderIntentModel {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(NluError::io(dir))?;
         let cpu = Device::Cpu;
-        let tensors = std::collections::HashMap::from([
+        let mut tensors = std::collections::HashMap::from([
             ("w".to_string(), self.w.to_device(&cpu)?),
             ("b".to_string(), self.b.to_device(&cpu)?),
         ]);
+        if let Some(words) = &self.words {
+            tensors.insert(
+                "idf".to_string(),
+                Tensor::from_slice(&words.idf, words.idf.len(), &cpu)?,
+            );
+        }
         candle_core::safetensors::save(&tensors, dir.join("head.safetensors"))?;
         let support = dir.join("support.safetensors");
         match &self.support {
-            Some(t) => candle_core::safetensors::save(
-                &std::collections::HashMap::from([("support".to_string(), t.to_device(&cpu)?)]),
+            Some(s) => candle_core::safetensors::save(
+                &std::collections::HashMap::from([
+                    ("support".to_string(), s.vectors.to_device(&cpu)?),
+                    (
+                        "labels".to_string(),
+                        Tensor::from_slice(&s.labels, s.labels.len(), &cpu)?,
+                    ),
+                ]),
                 &support,
             )?,
             None if support.exists() => {
@@ -377,33 +554,9 @@ impl EncoderIntentModel {
         Ok(())
     }
 
-    /// Load the head in `dir` for `encoder` (and the fast model it takes lexical features from,
-    /// if any); refused when either is another than it was trained with.
-    pub fn load(
-        dir: &Path,
-        encoder: Arc<Encoder>,
-        lexical: Option<Arc<IntentModel>>,
-    ) -> Result<Self> {
+    /// Load the head in `dir` for `encoder`; refused when it was trained with another.
+    pub fn load(dir: &Path, encoder: Arc<Encoder>) -> Result<Self> {
         let meta = read_meta(dir)?;
-        match (&meta.lexical, &lexical) {
-            (Some(l), Some(fast)) if fast.meta.data_sha256 != l.fast_data_sha256 => {
-                return Err(NluError::Model(format!(
-                    "{}: this head takes lexical features from a fast model trained on data {}, \
-                     not {}",
-                    dir.display(),
-                    &l.fast_data_sha256[..12.min(l.fast_data_sha256.len())],
-                    &fast.meta.data_sha256[..12.min(fast.meta.data_sha256.len())]
-                )))
-            }
-            (Some(l), None) => {
-                return Err(NluError::Model(format!(
-                    "{}: this head needs the fast model in {} for its lexical features",
-                    dir.display(),
-                    l.fast_model_dir
-                )))
-            }
-            _ => {}
-        }
         if meta.encoder.weights_sha256 != encoder.id.weights_sha256 {
             return Err(NluError::Model(format!(
                 "{}: this head was trained on the encoder {:?} (weights sha256 {}), not on {:?} \
@@ -441,30 +594,63 @@ impl EncoderIntentModel {
             )));
         }
         let oos = labels.iter().position(|l| l == OOS);
-        let lexical = meta.lexical.as_ref().and(lexical);
-        let support = match &meta.novelty {
+        let words = match &meta.lexical {
             None => None,
-            Some(n) => {
-                let path = dir.join("support.safetensors");
-                let t = candle_core::safetensors::load(&path, &device)?;
-                let s = t.get("support").cloned().ok_or_else(|| {
-                    NluError::Model(format!("{}: no support tensor", path.display()))
-                })?;
-                if s.dims() != [encoder.dim(), n.support] {
+            Some(l) => {
+                let idf = get("idf")?.to_vec1::<f32>()?;
+                if idf.len() != l.buckets {
                     return Err(NluError::Model(format!(
-                        "{}: support shape {:?}, meta.json says {} vectors of {}",
+                        "{}: {} idf values for {} buckets",
+                        dir.display(),
+                        idf.len(),
+                        l.buckets
+                    )));
+                }
+                Some(Words {
+                    meta: l.clone(),
+                    idf,
+                })
+            }
+        };
+        let support = match meta.support {
+            0 => None,
+            n => {
+                let path = dir.join("support.safetensors");
+                let t = candle_core::safetensors::load(&path, &device).map_err(|e| {
+                    NluError::Model(format!(
+                        "{}: the head's {n} training examples: {e}",
+                        path.display()
+                    ))
+                })?;
+                let (Some(vectors), Some(support_labels)) = (t.get("support"), t.get("labels"))
+                else {
+                    return Err(NluError::Model(format!(
+                        "{}: no support vectors or labels",
+                        path.display()
+                    )));
+                };
+                let support_labels = support_labels.to_vec1::<u32>()?;
+                if vectors.dims() != [encoder.dim(), n]
+                    || support_labels.len() != n
+                    || support_labels.iter().any(|&l| l as usize >= labels.len())
+                {
+                    return Err(NluError::Model(format!(
+                        "{}: support shape {:?} with {} labels; meta.json says {n} vectors of {}",
                         path.display(),
-                        s.dims(),
-                        n.support,
+                        vectors.dims(),
+                        support_labels.len(),
                         encoder.dim()
                     )));
                 }
-                Some(s)
+                Some(Support {
+                    vectors: vectors.clone(),
+                    labels: support_labels,
+                })
             }
         };
         Ok(EncoderIntentModel {
             encoder,
-            lexical,
+            words,
             w,
             b,
             labels,
@@ -504,7 +690,7 @@ pub fn is_head(dir: &Path) -> bool {
 /// must match `lexical`).
 pub fn train_on_vectors(
     encoder: Arc<Encoder>,
-    lexical: Option<(Arc<IntentModel>, LexicalMeta)>,
+    words: Option<Words>,
     train: &[Example],
     train_vectors: &[Vec<f32>],
     val: Option<(&[Example], &[Vec<f32>])>,
@@ -518,7 +704,7 @@ pub fn train_on_vectors(
     labels.sort();
     labels.dedup();
     let index = |l: &str| labels.iter().position(|x| x == l);
-    let dim = encoder.dim() + lexical.as_ref().map_or(0, |l| l.1.buckets);
+    let dim = encoder.dim() + words.as_ref().map_or(0, |w| w.meta.buckets);
     let device = Device::Cpu;
     let x = matrix(train_vectors, dim, &device)?;
     let y: Vec<u32> = train
@@ -567,20 +753,32 @@ pub fn train_on_vectors(
             threshold: initial.0,
             threshold_rule: initial.1,
             val_metrics: None,
-            lexical: lexical.as_ref().map(|l| l.1.clone()),
+            lexical: words.as_ref().map(|w| w.meta.clone()),
             cascade: None,
             novelty: None,
+            knn: None,
+            support: 0,
             embed_seconds: 0.0,
             train_seconds: 0.0,
         },
         encoder,
-        lexical: lexical.map(|l| l.0),
+        words,
         w: w.as_tensor().clone(),
         b: b.as_tensor().clone(),
         labels,
         oos,
         support: None,
     };
+    model.support = support_of(&model, train, train_vectors)?;
+    model.meta.support = model.support.as_ref().map_or(0, |s| s.labels.len());
+    if model.support.is_some() {
+        model.meta.knn = Some(KnnMeta {
+            k: KNN_K,
+            temperature: KNN_TEMPERATURE,
+            lambda: KNN_DEFAULT_LAMBDA,
+            rule: format!("{KNN_DEFAULT_LAMBDA}: no validation data (CLINC150's choice)"),
+        });
+    }
     if let Some((val, vectors)) = val {
         let logits = model.logits_of(vectors)?;
         let gold: Vec<Option<usize>> = val
@@ -588,9 +786,9 @@ pub fn train_on_vectors(
             .map(|e| model.labels.iter().position(|l| l == e.label()))
             .collect();
         model.meta.temperature = fit_temperature(&logits, &gold);
+        choose_knn(&mut model, val, vectors)?;
         if cfg.threshold.is_none() {
-            let support = support_of(&model, train, train_vectors)?;
-            choose_rejection(&mut model, support, val, vectors, cfg.max_accuracy_drop)?;
+            choose_rejection(&mut model, val, vectors, cfg.max_accuracy_drop)?;
         }
         let scored = model.scored(vectors, val)?;
         let metrics = IntentMetrics::compute(&scored, model.meta.threshold);
@@ -600,23 +798,78 @@ pub fn train_on_vectors(
     Ok(model)
 }
 
-/// The in-scope training sentence vectors as a (dim, n) matrix, or `None` when there are none.
+/// The in-scope training examples' sentence vectors as a (dim, n) matrix with their labels, or
+/// `None` when there are none.
 fn support_of(
     model: &EncoderIntentModel,
     train: &[Example],
     vectors: &[Vec<f32>],
-) -> Result<Option<Tensor>> {
+) -> Result<Option<Support>> {
     let dim = model.encoder.dim();
-    let rows: Vec<Vec<f32>> = train
+    let (rows, labels): (Vec<Vec<f32>>, Vec<u32>) = train
         .iter()
         .zip(vectors)
         .filter(|(e, _)| e.label() != OOS)
-        .map(|(_, v)| v[..dim].to_vec())
-        .collect();
+        .map(|(e, v)| {
+            let l = model.labels.iter().position(|l| l == e.label());
+            (v[..dim].to_vec(), l.expect("label listed") as u32)
+        })
+        .unzip();
     if rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(matrix(&rows, dim, &Device::Cpu)?.t()?.contiguous()?))
+    Ok(Some(Support {
+        vectors: matrix(&rows, dim, &Device::Cpu)?.t()?.contiguous()?,
+        labels,
+    }))
+}
+
+/// `(1 − lambda) · a + lambda · b`, row by row.
+fn mix(a: &[Vec<f32>], b: &[Vec<f32>], lambda: f32) -> Vec<Vec<f32>> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (1.0 - lambda) * p + lambda * q)
+                .collect()
+        })
+        .collect()
+}
+
+/// Choose the nearest-example mix on validation: the `lambda` of [`KNN_LAMBDAS`] with the best
+/// in-scope accuracy (nothing rejected; ties keep the smaller).
+fn choose_knn(model: &mut EncoderIntentModel, val: &[Example], vectors: &[Vec<f32>]) -> Result<()> {
+    if model.support.is_none() || !val.iter().any(|e| e.label() != OOS) {
+        return Ok(());
+    }
+    let probs = model.head_probabilities(vectors)?;
+    let votes = model.votes(&model.neighbours(vectors, KNN_K)?, KNN_TEMPERATURE);
+    let accuracy = |lambda: f32| {
+        let mixed = mix(&probs, &votes, lambda);
+        let scored = Scored::from_probabilities(&mixed, &model.labels, model.oos, val);
+        IntentMetrics::compute_counts(&scored, 0.0).0
+    };
+    let tried: Vec<(f32, f64)> = KNN_LAMBDAS.iter().map(|&l| (l, accuracy(l))).collect();
+    let best = tried.iter().fold(
+        (0.0f32, f64::MIN),
+        |b, &(l, a)| if a > b.1 + 1e-9 { (l, a) } else { b },
+    );
+    model.meta.knn = Some(KnnMeta {
+        k: KNN_K,
+        temperature: KNN_TEMPERATURE,
+        lambda: best.0,
+        rule: format!(
+            "best validation in-scope accuracy ({:.4}) among {}",
+            best.1,
+            tried
+                .iter()
+                .map(|(l, a)| format!("{l}: {a:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+    Ok(())
 }
 
 /// Choose how the head rejects out-of-scope messages, on validation: the probability alone, or
@@ -625,7 +878,6 @@ fn support_of(
 /// keep the simpler rule). Without out-of-scope validation examples the probability stays.
 fn choose_rejection(
     model: &mut EncoderIntentModel,
-    support: Option<Tensor>,
     val: &[Example],
     vectors: &[Vec<f32>],
     max_drop: f32,
@@ -635,10 +887,10 @@ fn choose_rejection(
     let (acc, rec) = IntentMetrics::compute_counts(&plain, t);
     let (plain_acc, plain_rec) = (acc, rec.unwrap_or(0.0));
     let mut best: (Option<f32>, f32, String, f64, f64) = (None, t, rule, plain_acc, plain_rec);
-    if let (Some(support), true) = (support, val.iter().any(|e| e.label() == OOS)) {
-        let n = support.dims()[1];
-        model.support = Some(support);
-        let near = model.nearest(vectors)?.expect("support set");
+    if let (Some(near), true) = (
+        model.nearest(vectors)?,
+        val.iter().any(|e| e.label() == OOS),
+    ) {
         for alpha in NOVELTY_ALPHAS {
             let scored: Vec<Scored> = plain
                 .iter()
@@ -657,59 +909,83 @@ fn choose_rejection(
         }
         model.meta.novelty = best.0.map(|alpha| NoveltyMeta {
             alpha,
-            support: n,
             rule: format!(
                 "nearest-example cosine + {alpha} x confidence: validation oos recall {:.3} at \
                  in-scope accuracy {:.3}, against {:.3} at {:.3} on the probability alone",
                 best.4, best.3, plain_rec, plain_acc
             ),
         });
-        if model.meta.novelty.is_none() {
-            model.support = None;
-        }
     }
     model.meta.threshold = best.1;
     model.meta.threshold_rule = best.2;
     Ok(())
 }
 
-/// Embed and train: what `honeydesk train --encoder` runs. With `lexical` (a fast model and
-/// its folder), its n-gram features, folded into [`LEXICAL_BUCKETS`], are added to the sentence
-/// vectors. Returns the validation features too, so the cascade can be fitted on them without
-/// embedding the texts again.
+/// Embed and train: what `honeydesk train --encoder` runs. With `lexical`, word features
+/// ([`Words`], fitted on the training texts) are added to the sentence vectors. Returns the
+/// validation features too, so the cascade can be fitted on them without embedding the texts
+/// again.
 pub fn train(
     encoder: Arc<Encoder>,
-    lexical: Option<(Arc<IntentModel>, String)>,
+    lexical: bool,
     train: &[Example],
     val: Option<&[Example]>,
     cfg: &HeadConfig,
 ) -> Result<(EncoderIntentModel, Option<Vec<Vec<f32>>>)> {
     let started = std::time::Instant::now();
-    let lexical = lexical.map(|(fast, dir)| {
-        let meta = LexicalMeta::of(&fast, dir);
-        (fast, meta)
+    let words = lexical.then(|| {
+        let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+        Words::fit(&texts, LEXICAL_BUCKETS, LEXICAL_WEIGHT)
     });
-    let lex_ref = lexical.as_ref().map(|(f, m)| (f.as_ref(), m));
     let of = |ex: &[Example]| -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = ex.iter().map(|e| e.text.as_str()).collect();
-        features(&encoder, lex_ref, &texts, true)
+        features(&encoder, words.as_ref(), &texts, true)
     };
     let train_vectors = of(train)?;
     let val_vectors = val.map(of).transpose()?;
     let embed_seconds = started.elapsed().as_secs_f64();
     let val_pair = val.zip(val_vectors.as_deref());
-    let mut model = train_on_vectors(
-        encoder.clone(),
-        lexical.clone(),
-        train,
-        &train_vectors,
-        val_pair,
-        cfg,
-    )?;
+    let mut model = train_on_vectors(encoder.clone(), words, train, &train_vectors, val_pair, cfg)?;
     model.meta.embed_seconds = embed_seconds;
     Ok((model, val_vectors))
 }
 
 fn pretty<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("serializable") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_grams_split_chinese_into_characters_and_pair_neighbours() {
+        // 亲 在吗 -> 亲, 在, 吗, and the bigrams 亲在, 在吗; "ok!" -> ok.
+        assert_eq!(word_grams("亲，在吗", 1 << 20).len(), 3 + 2);
+        assert_eq!(word_grams("Where's my ORDER?", 1 << 20).len(), 3 + 2);
+        // Width and case are normalized before the words are cut.
+        assert_eq!(
+            word_grams("ＯＲＤＥＲ status", 1 << 20),
+            word_grams("order status", 1 << 20)
+        );
+        assert!(word_grams("!!! ", 64).is_empty());
+    }
+
+    #[test]
+    fn word_features_are_unit_length_and_weigh_rare_words_more() {
+        let texts = [
+            "track my order",
+            "cancel my order",
+            "my refund",
+            "my invoice",
+        ];
+        let words = Words::fit(&texts, 1 << 16, 1.0);
+        let f = words.features("my invoice");
+        let norm: f32 = f.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+        let bucket = |w: &str| word_grams(w, 1 << 16)[0];
+        // "my" is in every text, "invoice" in one: the rarer word carries more of the vector.
+        assert!(f[bucket("invoice")] > f[bucket("my")]);
+        assert!(words.features("").iter().all(|&x| x == 0.0));
+    }
 }

@@ -182,18 +182,6 @@ impl IntentModel {
         Ok(batch)
     }
 
-    /// The texts' sublinear TF-IDF n-gram vectors (L2-normalised, as the model pools them),
-    /// folded into `buckets` dense dimensions: the lexical features an encoder head may add to
-    /// its sentence vectors.
-    pub fn lexical(&self, texts: &[&str], buckets: usize) -> Result<Vec<Vec<f32>>> {
-        let batch = self.batch(texts.iter().copied())?;
-        let mut out = vec![vec![0.0f32; buckets]; texts.len()];
-        for ((row, w), seg) in batch.rows.iter().zip(&batch.weights).zip(&batch.segment) {
-            out[*seg as usize][*row as usize % buckets] += w;
-        }
-        Ok(out)
-    }
-
     /// Raw (uncalibrated) logits for texts, one row each.
     pub fn logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let batch = self.batch(texts.iter().copied())?;
