@@ -390,14 +390,36 @@ impl EncoderIntentModel {
     /// Calibrated probabilities for feature rows (mixed with the nearest-example vote when the
     /// head has one).
     pub fn probabilities_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        let probs = self.head_probabilities(vectors)?;
-        match &self.meta.knn {
-            Some(knn) if knn.lambda > 0.0 => {
-                let votes = self.votes(&self.neighbours(vectors, knn.k)?, knn.temperature);
-                Ok(mix(&probs, &votes, knn.lambda))
-            }
-            _ => Ok(probs),
+        Ok(self.judge(vectors)?.0)
+    }
+
+    /// Probabilities and what the threshold is compared with (the best in-scope probability,
+    /// or with novelty `nearest + alpha · probability`), from one pass over the support vectors.
+    fn judge(&self, vectors: &[Vec<f32>]) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        let mut probs = self.head_probabilities(vectors)?;
+        let knn = self.meta.knn.as_ref().filter(|k| k.lambda > 0.0);
+        let novelty = self.meta.novelty.as_ref();
+        let near = match (knn, novelty) {
+            (None, None) => None,
+            _ => Some(self.neighbours(vectors, knn.map_or(1, |k| k.k))?),
+        };
+        if let (Some(k), Some(near)) = (knn, &near) {
+            probs = mix(&probs, &self.votes(near, k.temperature), k.lambda);
         }
+        let scores = probs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let confidence = best_in_scope(p, self.oos).1;
+                match (novelty, &near) {
+                    (Some(n), Some(near)) => {
+                        near[i].first().map_or(-1.0, |x| x.0) + n.alpha * confidence
+                    }
+                    _ => confidence,
+                }
+            })
+            .collect();
+        Ok((probs, scores))
     }
 
     /// Calibrated probabilities for texts.
@@ -415,8 +437,7 @@ impl EncoderIntentModel {
     /// The head's answers for feature rows, at its own threshold (on the novelty score when it
     /// has one).
     pub fn predictions_of(&self, vectors: &[Vec<f32>]) -> Result<Vec<Prediction>> {
-        let probs = self.probabilities_of(vectors)?;
-        let scores = self.rejection_scores(vectors, &probs)?;
+        let (probs, scores) = self.judge(vectors)?;
         Ok(probs
             .iter()
             .zip(scores)
@@ -488,24 +509,9 @@ impl EncoderIntentModel {
         ))
     }
 
-    /// What the threshold is compared with: the best in-scope probability, or with novelty
-    /// `nearest + alpha · probability`.
-    fn rejection_scores(&self, vectors: &[Vec<f32>], probs: &[Vec<f32>]) -> Result<Vec<f32>> {
-        let conf: Vec<f32> = probs.iter().map(|p| best_in_scope(p, self.oos).1).collect();
-        Ok(match (self.nearest(vectors)?, &self.meta.novelty) {
-            (Some(near), Some(n)) => near
-                .iter()
-                .zip(&conf)
-                .map(|(d, c)| d + n.alpha * c)
-                .collect(),
-            _ => conf,
-        })
-    }
-
     /// Scored examples from their vectors (for metrics and threshold choice).
     pub fn scored(&self, vectors: &[Vec<f32>], examples: &[Example]) -> Result<Vec<Scored>> {
-        let probs = self.probabilities_of(vectors)?;
-        let scores = self.rejection_scores(vectors, &probs)?;
+        let (probs, scores) = self.judge(vectors)?;
         let mut scored = Scored::from_probabilities(&probs, &self.labels, self.oos, examples);
         for (s, score) in scored.iter_mut().zip(scores) {
             s.score = score;
