@@ -516,16 +516,9 @@ fn faq(id: &str, question: &str, similar: &[&str], answer: &str) -> honeydesk::k
     honeydesk::knowledge::FaqEntry::plain(id.into(), question.into(), similar, answer.into())
 }
 
-#[test]
-fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_score() {
-    use honeydesk::knowledge::semantic::{QuestionVectors, VectorStore};
-    use honeydesk::knowledge::{Analyzer, RankWeights, ShopIndex};
-    let dir = tempfile::tempdir().unwrap();
-    let enc_dir = dir.path().join("tiny");
-    tiny_bert(&enc_dir, 5);
-    let encoder = Encoder::load(&enc_dir, &Device::Cpu).unwrap();
-    let now = honeydesk::knowledge::now();
-    let entries = vec![
+/// Three English entries, each with one similar question.
+fn shop_faq() -> Vec<honeydesk::knowledge::FaqEntry> {
+    vec![
         faq(
             "track",
             "where is my parcel",
@@ -544,7 +537,19 @@ fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_sco
             &["i need a receipt"],
             "Invoices come by email.",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_score() {
+    use honeydesk::knowledge::semantic::{QuestionVectors, VectorStore};
+    use honeydesk::knowledge::{Analyzer, RankWeights, ShopIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let enc_dir = dir.path().join("tiny");
+    tiny_bert(&enc_dir, 5);
+    let encoder = Encoder::load(&enc_dir, &Device::Cpu).unwrap();
+    let now = honeydesk::knowledge::now();
+    let entries = shop_faq();
     let index = ShopIndex::build(
         entries.clone(),
         Analyzer::default(),
@@ -636,32 +641,13 @@ fn the_knowledge_store_keeps_question_vectors_beside_the_shop_and_asks_the_encod
             .with_semantic(encoder.clone(), HybridPolicy::default())
     };
     let now = honeydesk::knowledge::now();
-    let entries = vec![
-        faq(
-            "track",
-            "where is my parcel",
-            &["track my order"],
-            "It ships in 48 hours.",
-        ),
-        faq(
-            "refund",
-            "i want a refund",
-            &["money back please"],
-            "Refunds take 3 days.",
-        ),
-        faq(
-            "invoice",
-            "send an invoice",
-            &["i need a receipt"],
-            "Invoices come by email.",
-        ),
-        faq(
-            "size",
-            "尺码怎么选",
-            &["亲 衣服偏大吗"],
-            "按平时尺码拍就好。",
-        ),
-    ];
+    let mut entries = shop_faq();
+    entries.push(faq(
+        "size",
+        "尺码怎么选",
+        &["亲 衣服偏大吗"],
+        "按平时尺码拍就好。",
+    ));
     let k = open();
     k.replace("shop1", entries.clone()).unwrap();
     let vectors = data.join("shops/shop1/vectors.safetensors");
