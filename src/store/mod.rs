@@ -337,6 +337,11 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The writer's group commit gives each message a savepoint: their rollback journals
+    // (sub-journals) stay in memory instead of a temporary file written and read per message,
+    // and a cache large enough for a whole batch is not spilled to the WAL mid-transaction.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -32768)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
