@@ -102,6 +102,19 @@ fn cli<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> 
     out.stdout
 }
 
+/// `honeydesk eval --json --model MODEL --data DATA`, parsed.
+fn eval_json(model: &Path, data: &Path) -> serde_json::Value {
+    let stdout = cli([
+        "eval".as_ref(),
+        "--json".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    serde_json::from_slice(&stdout).unwrap()
+}
+
 fn close(a: &[f32], b: &[f32]) -> bool {
     a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4)
 }
@@ -299,15 +312,7 @@ fn a_head_with_word_features_separates_what_the_encoder_cannot_and_keeps_its_idf
     // The command line finds the encoder from the head's meta.json.
     let data = dir.path().join("train.jsonl");
     honeydesk::nlu::data::write_jsonl(&data, &train).unwrap();
-    let stdout = cli([
-        "eval".as_ref(),
-        "--json".as_ref(),
-        "--model".as_ref(),
-        saved.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let v = eval_json(&saved, &data);
     assert_eq!(v["tier"], "encoder");
     assert_eq!(v["intent"]["in_scope_accuracy"], 1.0, "{v}");
     let stdout = cli([
@@ -494,15 +499,7 @@ fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chi
     );
     let data = dir.path().join("all.jsonl");
     honeydesk::nlu::data::write_jsonl(&data, &all).unwrap();
-    let stdout = cli([
-        "eval".as_ref(),
-        "--json".as_ref(),
-        "--model".as_ref(),
-        saved.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let v = eval_json(&saved, &data);
     assert_eq!(v["cascade"]["report"]["examples"], 24, "{v}");
     assert_eq!(
         v["cascade"]["intent"]["accuracy"].as_f64().unwrap(),

@@ -115,17 +115,16 @@ pub enum SegmenterChoice {
 }
 
 pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
-    let plain = || Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
+    let store = || Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
     let with = |encoder: &Option<PathBuf>| -> Result<Knowledge> {
         Ok(match encoder {
-            None => plain(),
-            Some(dir) => plain().with_semantic(
+            None => store(),
+            Some(dir) => store().with_semantic(
                 super::encoder::load_encoder(dir, "cpu")?,
                 knowledge::HybridPolicy::default(),
             ),
         })
     };
-    let store = plain;
     match command {
         FaqCommand::Import {
             shop,

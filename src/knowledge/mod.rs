@@ -153,10 +153,6 @@ impl Knowledge {
         self
     }
 
-    pub fn semantic(&self) -> Option<&(Arc<Encoder>, HybridPolicy)> {
-        self.semantic.as_ref()
-    }
-
     /// Index `entries` of `shop`, with their sentence vectors when there is an encoder.
     fn build(
         &self,
@@ -166,12 +162,12 @@ impl Knowledge {
     ) -> Result<ShopIndex, KnowledgeError> {
         let mut index = ShopIndex::build(entries, self.analyzer.clone(), self.weights, generation)?;
         if let Some((encoder, _)) = &self.semantic {
-            let path = self.dir.join(shop).join("vectors.safetensors");
-            std::fs::create_dir_all(self.dir.join(shop)).map_err(|source| KnowledgeError::Io {
-                path: self.dir.join(shop).display().to_string(),
+            let dir = self.dir.join(shop);
+            std::fs::create_dir_all(&dir).map_err(|source| KnowledgeError::Io {
+                path: dir.display().to_string(),
                 source,
             })?;
-            let counts = semantic::attach(&mut index, encoder, &path)?;
+            let counts = semantic::attach(&mut index, encoder, &dir.join("vectors.safetensors"))?;
             if counts.embedded > 0 {
                 tracing::info!(
                     shop,

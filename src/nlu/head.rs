@@ -412,9 +412,7 @@ impl EncoderIntentModel {
             .map(|(i, p)| {
                 let confidence = best_in_scope(p, self.oos).1;
                 match (novelty, &near) {
-                    (Some(n), Some(near)) => {
-                        near[i].first().map_or(-1.0, |x| x.0) + n.alpha * confidence
-                    }
+                    (Some(n), Some(near)) => nearest_cosine(&near[i]) + n.alpha * confidence,
                     _ => confidence,
                 }
             })
@@ -504,7 +502,7 @@ impl EncoderIntentModel {
         Ok(Some(
             self.neighbours(vectors, 1)?
                 .iter()
-                .map(|n| n.first().map_or(-1.0, |x| x.0))
+                .map(|n| nearest_cosine(n))
                 .collect(),
         ))
     }
@@ -693,7 +691,7 @@ pub fn is_head(dir: &Path) -> bool {
 }
 
 /// Train a head on `train` (and calibrate on `val`) with precomputed [`features`] (their width
-/// must match `lexical`).
+/// must match `words`).
 pub fn train_on_vectors(
     encoder: Arc<Encoder>,
     words: Option<Words>,
@@ -828,6 +826,11 @@ fn support_of(
         vectors: matrix(&rows, dim, &Device::Cpu)?.t()?.contiguous()?,
         labels,
     }))
+}
+
+/// The cosine of the nearest of `neighbours` (nearest first), -1 when there is none.
+fn nearest_cosine(neighbours: &[(f32, u32)]) -> f32 {
+    neighbours.first().map_or(-1.0, |x| x.0)
 }
 
 /// `(1 − lambda) · a + lambda · b`, row by row.
