@@ -515,10 +515,8 @@ async fn reply(
         };
     };
     let mut s = session.lock().await;
-    match state.store.ack_of(conversation, &stored_id) {
-        Ok(Some(seq)) => return Out::Ack { client_id, seq },
-        Ok(None) => {}
-        Err(e) => return error("internal", e.to_string()),
+    if let Some(seq) = s.ack_of(&stored_id) {
+        return Out::Ack { client_id, seq };
     }
     if let Err(e) = state.handoff.agent_says(conversation, agent, &text, now) {
         return refused(e);
@@ -526,7 +524,7 @@ async fn reply(
     let event = s.next_event(0, Speaker::Agent, text, now);
     if let Err(e) = state.store.append(
         conversation,
-        &[(event.clone(), Some(stored_id))],
+        &[(event.clone(), Some(stored_id.clone()))],
         None,
         None,
     ) {
@@ -534,6 +532,7 @@ async fn reply(
     }
     metrics::agent_message();
     let seq = event.seq;
+    s.acked(stored_id, seq);
     s.publish(vec![event], &state.bus);
     Out::Ack { client_id, seq }
 }

@@ -13,6 +13,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset};
+use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Mutex};
 
@@ -137,7 +138,8 @@ pub struct Session {
     pub(crate) shop: String,
     token: String,
     events: Vec<Event>,
-    /// client_id → the seq its message got, so a retry is acknowledged, not processed again.
+    /// client_id → the seq its message got, so a retry is acknowledged, not processed again:
+    /// every stored message of the conversation, shopper's and agents'.
     acks: HashMap<String, u64>,
     tx: broadcast::Sender<Live>,
 }
@@ -195,13 +197,31 @@ impl Session {
         let _ = self.tx.send(Live::Typing(from));
     }
 
-    fn from_store(stored: &StoredConversation, events: Vec<Event>) -> Session {
-        Session::new(
+    fn from_store(
+        stored: &StoredConversation,
+        events: Vec<Event>,
+        acks: HashMap<String, u64>,
+    ) -> Session {
+        let mut s = Session::new(
             stored.id.clone(),
             stored.shop.clone(),
             stored.token.clone(),
             events,
-        )
+        );
+        s.acks = acks;
+        s
+    }
+
+    /// The sequence number the message with this client id got, if it was stored. The session
+    /// knows every client id of its conversation (loaded with it, then kept as messages are
+    /// stored), so a retry is answered without asking the store.
+    pub(crate) fn ack_of(&self, client_id: &str) -> Option<u64> {
+        self.acks.get(client_id).copied()
+    }
+
+    /// Remember the sequence number a stored message got.
+    pub(crate) fn acked(&mut self, client_id: String, seq: u64) {
+        self.acks.insert(client_id, seq);
     }
 }
 
@@ -287,6 +307,79 @@ fn verify(
 async fn send(socket: &mut WebSocket, out: &Out) -> bool {
     let text = serde_json::to_string(out).expect("frames serialize");
     socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+/// Queue a frame without writing it out: the caller flushes once for several frames, one
+/// system call instead of one each (under load the ack, the message and the reply of every
+/// shopper message were three).
+async fn feed(socket: &mut WebSocket, out: &Out) -> bool {
+    let text = serde_json::to_string(out).expect("frames serialize");
+    socket.feed(Message::Text(text.into())).await.is_ok()
+}
+
+/// The next item already waiting in the channel, if any (`try_recv` in `recv`'s terms).
+fn try_next(
+    rx: &mut broadcast::Receiver<Live>,
+) -> Option<Result<Live, broadcast::error::RecvError>> {
+    use broadcast::error::{RecvError, TryRecvError};
+    match rx.try_recv() {
+        Ok(live) => Some(Ok(live)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+    }
+}
+
+/// Queue `first` and every item already waiting in the conversation's channel for this
+/// connection (not flushed): events it has not sent yet, others' typing, and after a lag the
+/// missed events from the session's log. `false` once the connection is gone or the channel
+/// closed.
+async fn relay(
+    socket: &mut WebSocket,
+    first: Option<Result<Live, broadcast::error::RecvError>>,
+    rx: &mut broadcast::Receiver<Live>,
+    session: &Arc<Mutex<Session>>,
+    sent: &mut u64,
+) -> bool {
+    let mut next = first;
+    while let Some(item) = next.take() {
+        let ok = match item {
+            Ok(Live::Event(e)) if e.seq > *sent => {
+                *sent = e.seq;
+                feed(socket, &Out::Event(e)).await
+            }
+            Ok(Live::Typing(from)) if from != Speaker::Shopper => {
+                feed(socket, &Out::Typing { from }).await
+            }
+            Ok(_) => true,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Fell behind: catch up from the log.
+                let missed: Vec<Event> = session
+                    .lock()
+                    .await
+                    .events
+                    .iter()
+                    .filter(|e| e.seq > *sent)
+                    .cloned()
+                    .collect();
+                let mut ok = true;
+                for e in missed {
+                    *sent = e.seq;
+                    if !feed(socket, &Out::Event(Box::new(e))).await {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+            Err(broadcast::error::RecvError::Closed) => false,
+        };
+        if !ok {
+            return false;
+        }
+        next = try_next(rx);
+    }
+    true
 }
 
 fn error(code: &'static str, message: impl Into<String>) -> Out {
@@ -547,24 +640,10 @@ async fn connection(
                 let _ = socket.send(super::going_away()).await;
                 return;
             }
-            event = rx.recv() => match event {
-                Ok(Live::Event(e)) if e.seq > sent => {
-                    sent = e.seq;
-                    if !send(&mut socket, &Out::Event(e)).await { return; }
-                }
-                Ok(Live::Typing(from)) if from != Speaker::Shopper => {
-                    if !send(&mut socket, &Out::Typing { from }).await { return; }
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Fell behind: catch up from the log.
-                    let missed: Vec<Event> = session.lock().await.events.iter().filter(|e| e.seq > sent).cloned().collect();
-                    for e in missed {
-                        sent = e.seq;
-                        if !send(&mut socket, &Out::Event(Box::new(e))).await { return; }
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+            event = rx.recv() => {
+                // This one and whatever else is already waiting go out in one write.
+                if !relay(&mut socket, Some(event), &mut rx, &session, &mut sent).await { return; }
+                if socket.flush().await.is_err() { return; }
             },
             frame = socket.recv() => {
                 let Some(Ok(msg)) = frame else { return };
@@ -611,7 +690,12 @@ async fn connection(
                 tokens -= 1.0;
                 match handle(&state, &id, &session, client_id, text).await {
                     Ok(ack) => {
-                        if !send(&mut socket, &ack).await { return; }
+                        // The ack, then the message and the reply (published before the ack
+                        // was made, so already in the channel), in one write.
+                        if !feed(&mut socket, &ack).await { return; }
+                        let waiting = try_next(&mut rx);
+                        if !relay(&mut socket, waiting, &mut rx, &session, &mut sent).await { return; }
+                        if socket.flush().await.is_err() { return; }
                     }
                     Err(message) => {
                         if !send(&mut socket, &error("internal", message)).await { return; }
@@ -669,10 +753,11 @@ pub(crate) fn load_session(state: &Arc<AppState>, id: &str) -> Option<Arc<Mutex<
     }
     let stored = state.store.conversation(id).ok()??;
     let events = state.store.events_after(id, 0).ok()?;
+    let acks = state.store.acks(id).ok()?;
     if let Some(conv) = &stored.state {
         state.handoff.save(conv);
     }
-    let session = Arc::new(Mutex::new(Session::from_store(&stored, events)));
+    let session = Arc::new(Mutex::new(Session::from_store(&stored, events, acks)));
     Some(
         state
             .sessions
@@ -692,15 +777,7 @@ async fn handle(
     text: String,
 ) -> Result<Out, String> {
     let mut s = session.lock().await;
-    if let Some(&seq) = s.acks.get(&client_id) {
-        return Ok(Out::Ack { client_id, seq });
-    }
-    if let Some(seq) = state
-        .store
-        .ack_of(id, &client_id)
-        .map_err(|e| e.to_string())?
-    {
-        s.acks.insert(client_id.clone(), seq);
+    if let Some(seq) = s.ack_of(&client_id) {
         return Ok(Out::Ack { client_id, seq });
     }
     let now = knowledge::now();
@@ -780,7 +857,7 @@ async fn handle(
         .await
         .map_err(|_| "the store's writer is gone".to_string())?
         .map_err(|e| e.to_string())?;
-    s.acks.insert(client_id.clone(), shopper.seq);
+    s.acked(client_id.clone(), shopper.seq);
     s.publish(batch.into_iter().map(|(e, _)| e).collect(), &state.bus);
     let _ = state.bus.send(super::Notice::Queues);
     Ok(Out::Ack {
