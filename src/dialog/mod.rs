@@ -248,6 +248,8 @@ pub struct Turn {
 pub struct Conversation {
     pub id: String,
     pub shop: String,
+    /// Missing in the store's state rows, which keep the transcript as events.
+    #[serde(default)]
     pub turns: Vec<Turn>,
     /// Values extracted so far (order number, phone, ...), newest wins.
     pub slots: BTreeMap<String, String>,
@@ -275,6 +277,16 @@ impl Conversation {
         }
     }
 
+    /// Everything but the transcript: what the store must write again when it changes.
+    pub fn dialog_state(&self) -> DialogState {
+        DialogState {
+            slots: self.slots.clone(),
+            unhelpful: self.unhelpful,
+            owner: self.owner,
+            pending: self.pending.clone(),
+        }
+    }
+
     /// The shopper's earlier messages, oldest first (what the risk detectors read).
     pub fn shopper_history(&self) -> Vec<String> {
         self.turns
@@ -283,6 +295,16 @@ impl Conversation {
             .map(|t| t.text.clone())
             .collect()
     }
+}
+
+/// A conversation's state without its transcript ([`Conversation::dialog_state`]). Most
+/// messages change none of it, and then the server does not write it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialogState {
+    pub slots: BTreeMap<String, String>,
+    pub unhelpful: u32,
+    pub owner: Owner,
+    pub pending: Option<String>,
 }
 
 /// What the engine needs to know about the world for one message.

@@ -785,12 +785,15 @@ async fn handle(
     let state2 = state.clone();
     let id2 = id.to_string();
     let text2 = text.clone();
-    let (decision, conv) = tokio::task::spawn_blocking(move || {
+    let (decision, conv, changed) = tokio::task::spawn_blocking(move || {
         let mut conv = state2
             .handoff
             .conversation(&id2)
             .unwrap_or_else(|| Conversation::new(id2.clone(), shop));
-        state2.decide(&mut conv, &text2, now).map(|d| (d, conv))
+        let before = conv.dialog_state();
+        let decision = state2.decide(&mut conv, &text2, now)?;
+        let changed = before != conv.dialog_state();
+        Ok::<_, crate::dialog::DialogError>((decision, conv, changed))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -844,11 +847,13 @@ async fn handle(
     // Durable first: only what is stored is acknowledged and shown. The write joins the store's
     // next group commit; this task waits for it without holding a worker thread.
     let (done, stored) = tokio::sync::oneshot::channel();
+    // The stored state is what the conversation had before this message (every change to it is
+    // written: here, or by the handoff journal), so an unchanged one is not written again.
     state.store.append_then(
         id,
         &batch,
         Some(&record),
-        Some(&conv),
+        changed.then_some(&conv),
         Box::new(move |r| {
             let _ = done.send(r);
         }),
