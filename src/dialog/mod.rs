@@ -433,6 +433,17 @@ impl Engine {
         &self.intents
     }
 
+    /// Whether deciding for `shop` may wait on something slow: the sentence encoder (the
+    /// cascade's accurate tier, or the FAQ's semantic pass) or a merchant webhook. A server
+    /// runs those decisions on threads made for blocking; the others, a few hundred
+    /// microseconds of CPU, it runs in place, where handing them to another thread and back
+    /// cost about a tenth of the CPU per message.
+    pub fn may_block(&self, shop: &str) -> bool {
+        self.intents.head().is_some()
+            || self.knowledge.is_semantic()
+            || !self.config.load().policy(shop).actions.is_empty()
+    }
+
     /// Decide what to do with `message` in `conv`, and record the shopper's and the bot's turns.
     pub fn respond(
         &self,

@@ -145,6 +145,11 @@ impl Knowledge {
         self
     }
 
+    /// Whether retrieval may ask the sentence encoder ([`Self::with_semantic`]).
+    pub fn is_semantic(&self) -> bool {
+        self.semantic.is_some()
+    }
+
     /// Retrieve with `encoder` beside the words, as `policy` says. Every shop's question vectors
     /// are built when its index is (kept in `vectors.safetensors` beside its entries, so only
     /// new or edited questions are embedded again).

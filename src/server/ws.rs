@@ -782,22 +782,29 @@ async fn handle(
     }
     let now = knowledge::now();
     let shop = s.shop.clone();
-    let state2 = state.clone();
-    let id2 = id.to_string();
-    let text2 = text.clone();
-    let (decision, conv, changed) = tokio::task::spawn_blocking(move || {
-        let mut conv = state2
-            .handoff
-            .conversation(&id2)
-            .unwrap_or_else(|| Conversation::new(id2.clone(), shop));
-        let before = conv.dialog_state();
-        let decision = state2.decide(&mut conv, &text2, now)?;
-        let changed = before != conv.dialog_state();
-        Ok::<_, crate::dialog::DialogError>((decision, conv, changed))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    let decide = {
+        let state = state.clone();
+        let id = id.to_string();
+        let text = text.clone();
+        move || {
+            let mut conv = state
+                .handoff
+                .conversation(&id)
+                .unwrap_or_else(|| Conversation::new(id.clone(), shop));
+            let before = conv.dialog_state();
+            let decision = state.decide(&mut conv, &text, now)?;
+            let changed = before != conv.dialog_state();
+            Ok::<_, crate::dialog::DialogError>((decision, conv, changed))
+        }
+    };
+    let decided = if state.engine.may_block(&s.shop) {
+        tokio::task::spawn_blocking(decide)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        decide()
+    };
+    let (decision, conv, changed) = decided.map_err(|e| e.to_string())?;
 
     let shopper = s.next_event(0, Speaker::Shopper, text, now);
     let record = crate::store::DecisionRecord {
