@@ -591,12 +591,26 @@ fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_sco
         .map(|h| h.entry.id.clone())
         .collect();
     let hybrid0 = index
-        .search_hybrid(query, &q, &vectors, 0.0, 3, now)
+        .search_hybrid(
+            index.lexical(query, now).unwrap(),
+            &q,
+            &vectors,
+            0.0,
+            3,
+            now,
+        )
         .unwrap();
     let ids0: Vec<String> = hybrid0.iter().map(|h| h.entry.id.clone()).collect();
     assert_eq!(ids0[..lexical.len()], lexical[..]);
     let hybrid1 = index
-        .search_hybrid(query, &q, &vectors, 1.0, 3, now)
+        .search_hybrid(
+            index.lexical(query, now).unwrap(),
+            &q,
+            &vectors,
+            1.0,
+            3,
+            now,
+        )
         .unwrap();
     assert_eq!(hybrid1[0].entry.id, "invoice");
     assert!(
@@ -617,7 +631,14 @@ fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_sco
     )
     .unwrap();
     let err = short
-        .search_hybrid(query, &q, &vectors, 0.5, 3, now)
+        .search_hybrid(
+            short.lexical(query, now).unwrap(),
+            &q,
+            &vectors,
+            0.5,
+            3,
+            now,
+        )
         .err()
         .unwrap()
         .to_string();

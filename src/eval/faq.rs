@@ -158,31 +158,27 @@ pub fn hybrid(
     let (tune, test) = order.split_at(order.len() / 2);
     let policy = HybridPolicy::default();
     // (metrics, share of queries that used the encoder)
-    let ranked_with = |w: f32,
-                       which: &[usize],
-                       gated: bool|
-     -> Result<(RetrievalMetrics, f64), KnowledgeError> {
-        let mut ranked = Vec::with_capacity(which.len());
-        let mut asked = 0usize;
-        for &i in which {
-            let lexical = if gated {
-                Some(index.search(queries[i], DEPTH, now)?)
-            } else {
-                None
-            };
-            let hits = match lexical {
-                Some(l) if !policy.wants(queries[i], &l) => l,
-                _ => {
-                    asked += 1;
-                    index.search_hybrid(queries[i], &query_vectors[i], &vectors, w, DEPTH, now)?
-                }
-            };
-            ranked.push(hits.into_iter().map(|h| h.entry.id.clone()).collect());
-        }
-        let relevant: Vec<&HashSet<String>> = which.iter().map(|&i| &bench.queries[i].1).collect();
-        let share = asked as f64 / which.len().max(1) as f64;
-        Ok((RetrievalMetrics::compute(&ranked, &relevant), share))
-    };
+    let ranked_with =
+        |w: f32, which: &[usize], gated: bool| -> Result<(RetrievalMetrics, f64), KnowledgeError> {
+            let mut ranked = Vec::with_capacity(which.len());
+            let mut asked = 0usize;
+            for &i in which {
+                let lexical = index.lexical(queries[i], now)?;
+                let top = gated.then(|| lexical.top(DEPTH));
+                let hits = match top {
+                    Some(top) if !policy.wants(queries[i], &top) => top,
+                    _ => {
+                        asked += 1;
+                        index.search_hybrid(lexical, &query_vectors[i], &vectors, w, DEPTH, now)?
+                    }
+                };
+                ranked.push(hits.into_iter().map(|h| h.entry.id.clone()).collect());
+            }
+            let relevant: Vec<&HashSet<String>> =
+                which.iter().map(|&i| &bench.queries[i].1).collect();
+            let share = asked as f64 / which.len().max(1) as f64;
+            Ok((RetrievalMetrics::compute(&ranked, &relevant), share))
+        };
     let ranked_at = |w: f32, which: &[usize]| ranked_with(w, which, false).map(|r| r.0);
     // Best MAP on the tuning half; ties go to the lower weight (less reliance on the encoder).
     let tune_weight = |gated: bool| -> Result<(Vec<(f32, f64)>, f32), KnowledgeError> {

@@ -129,6 +129,30 @@ impl std::fmt::Debug for ShopIndex {
     }
 }
 
+/// Every active entry the words of a query matched, by position in [`ShopIndex::entries`]: what
+/// [`ShopIndex::search`] ranks and [`ShopIndex::search_hybrid`] blends with the cosine, so a
+/// caller that looks at the words first (the encoder's gate) does not search them again.
+#[derive(Debug, Clone, Default)]
+pub struct Lexical(HashMap<u32, Hit>);
+
+impl Lexical {
+    /// The `k` best, best first (copies).
+    pub fn top(&self, k: usize) -> Vec<Hit> {
+        Self::ranked(self.0.values().cloned().collect(), k)
+    }
+
+    /// [`Self::top`], taking the hits.
+    pub fn into_top(self, k: usize) -> Vec<Hit> {
+        Self::ranked(self.0.into_values().collect(), k)
+    }
+
+    fn ranked(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+        sort_hits(&mut hits, |h| h.bm25);
+        hits.truncate(k);
+        hits
+    }
+}
+
 /// Best score first; ties by `tie` (higher first), then by entry id, so rankings are stable.
 fn sort_hits(hits: &mut [Hit], tie: impl Fn(&Hit) -> f32) {
     hits.sort_by(|a, b| {
@@ -258,14 +282,19 @@ impl ShopIndex {
         k: usize,
         now: DateTime<FixedOffset>,
     ) -> Result<Vec<Hit>, KnowledgeError> {
-        let mut hits: Vec<Hit> = self.lexical(text, now)?.into_values().collect();
-        sort_hits(&mut hits, |h| h.bm25);
-        hits.truncate(k);
-        Ok(hits)
+        Ok(self.lexical(text, now)?.into_top(k))
     }
 
-    /// Every active entry matching `text` lexically, by position in [`Self::entries`].
-    fn lexical(
+    /// Every active entry matching `text` lexically.
+    pub fn lexical(
+        &self,
+        text: &str,
+        now: DateTime<FixedOffset>,
+    ) -> Result<Lexical, KnowledgeError> {
+        self.lexical_map(text, now).map(Lexical)
+    }
+
+    fn lexical_map(
         &self,
         text: &str,
         now: DateTime<FixedOffset>,
@@ -368,14 +397,15 @@ impl ShopIndex {
             .collect()
     }
 
-    /// Hybrid retrieval: the lexical score of [`Self::search`] and the cosine of the message's
+    /// Hybrid retrieval: the lexical score of [`Self::search`] (`lexical`, from
+    /// [`Self::lexical`] for the same text) and the cosine of the message's
     /// sentence vector `query` with each entry's best question, mixed as
     /// `(1 - weight) × lexical + weight × max(cosine, 0)`. Every active entry is a candidate, so
     /// a paraphrase sharing no word with its entry is still found; a shop FAQ is small enough
     /// (thousands of questions) for the exact dot products.
     pub fn search_hybrid(
         &self,
-        text: &str,
+        lexical: Lexical,
         query: &[f32],
         vectors: &super::semantic::QuestionVectors,
         weight: f32,
@@ -392,7 +422,7 @@ impl ShopIndex {
                 ),
             });
         }
-        let mut by_entry = self.lexical(text, now)?;
+        let mut by_entry = lexical.0;
         // Best cosine per entry, and which question gave it.
         let mut best: HashMap<u32, (f32, usize)> = HashMap::new();
         for (qid, q) in self.questions.iter().enumerate() {

@@ -313,18 +313,18 @@ impl Knowledge {
         now: DateTime<FixedOffset>,
     ) -> Result<Vec<Hit>, KnowledgeError> {
         let index = self.index(shop)?;
-        let mut lexical = index.search(text, k.max(2), now)?;
+        let lexical = index.lexical(text, now)?;
         if let (Some((encoder, policy)), Some(vectors)) = (&self.semantic, index.vectors()) {
-            if policy.wants(text, &lexical) {
+            // The gate reads the best two by the words; the hybrid blends all of them.
+            if policy.wants(text, &lexical.top(k.max(2))) {
                 let query = crate::nlu::head::embed(encoder, &[text])
                     .map_err(semantic::nlu)?
                     .pop()
                     .expect("one vector");
-                return index.search_hybrid(text, &query, vectors, policy.weight, k, now);
+                return index.search_hybrid(lexical, &query, vectors, policy.weight, k, now);
             }
         }
-        lexical.truncate(k);
-        Ok(lexical)
+        Ok(lexical.into_top(k))
     }
 
     /// The shop's entries as stored, in order.
