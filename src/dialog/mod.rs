@@ -297,9 +297,10 @@ impl Conversation {
     }
 }
 
-/// A conversation's state without its transcript ([`Conversation::dialog_state`]). Most
-/// messages change none of it, and then the server does not write it.
-#[derive(Debug, Clone, PartialEq)]
+/// A conversation's state without its transcript ([`Conversation::dialog_state`]): what the
+/// store keeps of it beside the events. Most messages change none of it, and then the server
+/// does not write it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DialogState {
     pub slots: BTreeMap<String, String>,
     pub unhelpful: u32,
@@ -441,7 +442,7 @@ impl Engine {
     pub fn may_block(&self, shop: &str) -> bool {
         self.intents.head().is_some()
             || self.knowledge.is_semantic()
-            || !self.config.load().policy(shop).actions.is_empty()
+            || self.config.load().has_actions(shop)
     }
 
     /// Decide what to do with `message` in `conv`, and record the shopper's and the bot's turns.

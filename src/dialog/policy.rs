@@ -230,6 +230,17 @@ impl DialogConfig {
         Ok(config)
     }
 
+    /// Whether `shop` has any merchant webhook in force ([`Self::policy`]'s `actions`, without
+    /// building the whole policy).
+    pub fn has_actions(&self, shop: &str) -> bool {
+        !self.defaults.actions.is_empty()
+            || self
+                .shops
+                .get(shop)
+                .and_then(|o| o.actions.as_ref())
+                .is_some_and(|a| !a.is_empty())
+    }
+
     /// The complete policy in force for `shop`.
     pub fn policy(&self, shop: &str) -> Policy {
         let mut p = self.defaults.clone();

@@ -10,9 +10,9 @@
 //! writer thread with its own connection, which takes every batch waiting and commits them in one
 //! transaction (written again with a savepoint each if one fails, so a bad one fails alone);
 //! each caller hears back after that commit. Under load one commit then carries many messages
-//! instead of one, and the
-//! websocket's reads never wait behind a write. The handoff journal goes through the same
-//! writer, in order, so queue changes never wait on SQLite's lock while holding the queues'.
+//! instead of one, and the websocket's reads never wait behind a write. The handoff journal goes
+//! through the same writer, in order, so queue changes never wait on SQLite's lock while holding
+//! the queues'.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -116,8 +116,6 @@ pub trait ChatStore: Send + Sync {
     fn conversations(&self, shop: &str, limit: usize) -> Result<Vec<(String, String)>>;
     /// Events with a sequence number above `after`, in order.
     fn events_after(&self, conversation: &str, after: u64) -> Result<Vec<Event>>;
-    /// The sequence number a shopper message with this client id got, if it was stored.
-    fn ack_of(&self, conversation: &str, client_id: &str) -> Result<Option<u64>>;
     /// Every client id of the conversation with the sequence number its message got: a session
     /// loaded from the store answers retries from this, without a query per message.
     fn acks(&self, conversation: &str) -> Result<std::collections::HashMap<String, u64>>;
@@ -190,20 +188,15 @@ const SAVE_STATE: &str = "UPDATE conversations SET state = ?2 WHERE id = ?1";
 struct StateRow<'a> {
     id: &'a str,
     shop: &'a str,
-    slots: &'a std::collections::BTreeMap<String, String>,
-    unhelpful: u32,
-    owner: crate::dialog::Owner,
-    pending: &'a Option<String>,
+    #[serde(flatten)]
+    state: crate::dialog::DialogState,
 }
 
 fn state_json(c: &Conversation) -> serde_json::Result<String> {
     serde_json::to_string(&StateRow {
         id: &c.id,
         shop: &c.shop,
-        slots: &c.slots,
-        unhelpful: c.unhelpful,
-        owner: c.owner,
-        pending: &c.pending,
+        state: c.dialog_state(),
     })
 }
 
@@ -416,9 +409,9 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // The writer's group commit gives each message a savepoint: their rollback journals
-    // (sub-journals) stay in memory instead of a temporary file written and read per message,
-    // and a cache large enough for a whole batch is not spilled to the WAL mid-transaction.
+    // Sub-journals (statement journals, and the savepoints of a group written again after a
+    // failure) stay in memory instead of a temporary file, and a cache large enough for a whole
+    // group is not spilled to the WAL mid-transaction.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -32768)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -674,15 +667,6 @@ impl ChatStore for SqliteStore {
         Ok(out)
     }
 
-    fn ack_of(&self, conversation: &str, client_id: &str) -> Result<Option<u64>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT seq FROM events WHERE conversation = ?1 AND client_id = ?2")?
-            .query_row(params![conversation, client_id], |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(|s| s as u64))
-    }
-
     fn acks(&self, conversation: &str) -> Result<std::collections::HashMap<String, u64>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
@@ -927,10 +911,9 @@ mod tests {
         let after = s.events_after("c1", 1).unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].text, "全店满99元包邮");
-        assert_eq!(s.ack_of("c1", "m1").unwrap(), Some(1));
-        assert_eq!(s.ack_of("c1", "m9").unwrap(), None);
         let acks = s.acks("c1").unwrap();
         assert_eq!(acks.get("m1"), Some(&1));
+        assert_eq!(acks.get("m9"), None);
         assert_eq!(
             acks.len(),
             1,
