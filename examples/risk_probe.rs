@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use honeydesk::config::{BUNDLED_TRAIN, BUNDLED_VAL};
 use honeydesk::eval::risk::sos1k;
 use honeydesk::nlu::{data, datasets};
 use honeydesk::risk::{model, RiskDetector};
@@ -25,7 +26,7 @@ fn main() {
     let splits: Vec<String> = if split == "dev" {
         (1..=5).map(|i| format!("fold{i}")).collect()
     } else {
-        vec![split.clone()]
+        vec![split]
     };
     let mut high = Vec::new();
     for s in &splits {
@@ -41,13 +42,13 @@ fn main() {
         .into_iter()
         .map(|e| e.text)
         .collect();
-    let mut bundled: Vec<String> = data::load(Path::new("intents/train.jsonl"))
+    let mut bundled: Vec<String> = data::load(Path::new(BUNDLED_TRAIN))
         .unwrap()
         .into_iter()
         .map(|e| e.text)
         .collect();
     bundled.extend(
-        data::load(Path::new("intents/val.jsonl"))
+        data::load(Path::new(BUNDLED_VAL))
             .unwrap()
             .into_iter()
             .map(|e| e.text),
