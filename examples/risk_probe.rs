@@ -3,80 +3,79 @@
 //! in false alarms on ordinary queries; and the lengths of the posts still missed. Counts only:
 //! no post text is ever printed.
 //!
-//! `cargo run --release --example risk_probe -- [dev|testdata|foldN] [MODEL_DIR]`
+//! ```sh
+//! cargo run --release --example risk_probe -- [dev|testdata|foldN] [MODEL_DIR]
+//! # how many missed high-risk posts, and how many ordinary queries, contain each word
+//! cargo run --release --example risk_probe -- words [dev|foldN] WORD...
+//! ```
 use std::path::Path;
 use std::sync::Arc;
 
 use honeydesk::config::{BUNDLED_TRAIN, BUNDLED_VAL};
-use honeydesk::eval::risk::sos1k;
+use honeydesk::eval::risk::MeasuredSets;
 use honeydesk::nlu::{data, datasets};
 use honeydesk::risk::{model, RiskDetector};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let split = args.get(1).cloned().unwrap_or("dev".into());
-    let mdir = args.get(2).cloned().unwrap_or(model::BUNDLED_MODEL.into());
+fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let words_mode = args.first().is_some_and(|a| a == "words");
+    if words_mode {
+        args.remove(0);
+    }
+    let split = args.first().cloned().unwrap_or("dev".into());
     let shared = datasets::shared_data_dir();
     if !shared.join("sos1k_zh_suicide_risk").exists() {
         eprintln!("no SOS-1K under {}: nothing to probe", shared.display());
         std::process::exit(2);
     }
-    let m = Arc::new(model::LifeCareModel::load(Path::new(&mdir)).unwrap());
-    let det = RiskDetector::default().with_model(m.clone());
     let splits: Vec<String> = if split == "dev" {
         (1..=5).map(|i| format!("fold{i}")).collect()
     } else {
         vec![split]
     };
-    let mut high = Vec::new();
-    for s in &splits {
-        let p = shared.join(format!("sos1k_zh_suicide_risk/binary/{s}_twoClass.tsv"));
-        for (t, h) in sos1k(&p).unwrap() {
-            if h {
-                high.push(t);
+    let splits: Vec<&str> = splits.iter().map(String::as_str).collect();
+    let mut bundled = data::load(Path::new(BUNDLED_TRAIN))?;
+    bundled.extend(data::load(Path::new(BUNDLED_VAL))?);
+    let sets = MeasuredSets::load(&shared, &bundled, &splits)?;
+    let high = sets.sos1k_posts(true).unwrap_or_default();
+
+    let mdir = if words_mode {
+        model::BUNDLED_MODEL.to_string()
+    } else {
+        args.get(1).cloned().unwrap_or(model::BUNDLED_MODEL.into())
+    };
+    let m = Arc::new(model::LifeCareModel::load(Path::new(&mdir))?);
+    let det = RiskDetector::default().with_model(m.clone());
+
+    if words_mode {
+        let missed: Vec<&str> = high
+            .iter()
+            .copied()
+            .filter(|t| !det.is_life_care(t))
+            .collect();
+        println!("missed high-risk posts: {} of {}", missed.len(), high.len());
+        for word in &args[1..] {
+            let mut line = format!(
+                "{word}: missed={}",
+                missed.iter().filter(|t| t.contains(word.as_str())).count()
+            );
+            for (name, set) in sets.ordinary() {
+                let n = set.iter().filter(|t| t.contains(word.as_str())).count();
+                line += &format!("  {name}={n}");
             }
+            println!("{line}");
         }
+        return Ok(());
     }
-    let smp: Vec<String> = datasets::smp2019(&shared.join("smp2019_ecdt_nlu/train.json"))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.text)
-        .collect();
-    let mut bundled: Vec<String> = data::load(Path::new(BUNDLED_TRAIN))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.text)
-        .collect();
-    bundled.extend(
-        data::load(Path::new(BUNDLED_VAL))
-            .unwrap()
-            .into_iter()
-            .map(|e| e.text),
-    );
-    let clinc: Vec<String> = datasets::clinc150(&shared.join("clinc150/data_full.json"))
-        .unwrap()
-        .test
-        .into_iter()
-        .filter(|e| e.intent.is_some())
-        .map(|e| e.text)
-        .collect();
-    let bank: Vec<String> = datasets::banking77(&shared.join("banking77/train.csv"))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.text)
-        .collect();
-    let sets: Vec<(&str, &Vec<String>)> = vec![
-        ("high", &high),
-        ("smp", &smp),
-        ("bundled", &bundled),
-        ("clinc", &clinc),
-        ("bank", &bank),
-    ];
+
+    let mut named: Vec<(&str, Vec<&str>)> = vec![("high", high)];
+    for (name, set) in sets.ordinary() {
+        named.push((name, set.iter().map(String::as_str).collect()));
+    }
     let thresholds = [0.5f32, 0.7, 0.8, 0.9, 0.95, 0.98];
-    for (name, set) in sets {
+    for (name, set) in named {
         let fired: Vec<bool> = set.iter().map(|t| det.is_life_care(t)).collect();
-        let refs: Vec<&str> = set.iter().map(String::as_str).collect();
-        let p = m.probabilities(&refs).unwrap();
+        let p = m.probabilities(&set)?;
         let base = fired.iter().filter(|f| **f).count();
         let mut line = format!("{name}: n={} fired={base}", set.len());
         for t in thresholds {
@@ -105,4 +104,5 @@ fn main() {
         }
         println!("{line}");
     }
+    Ok(())
 }

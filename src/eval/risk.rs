@@ -61,6 +61,95 @@ pub fn sos1k(path: &Path) -> Result<Vec<(String, bool)>, data::DataError> {
     Ok(out)
 }
 
+/// The messages the life-care detector is measured on, read once so the report and the
+/// development probe (`examples/risk_probe.rs`) count over the same sets. A set whose file is
+/// absent from the shared data directory is `None`.
+#[derive(Debug, Clone, Default)]
+pub struct MeasuredSets {
+    /// SOS-1K posts of one split, (post, high risk?).
+    pub sos1k: Option<Vec<(String, bool)>>,
+    /// CLINC150 in-scope test queries.
+    pub clinc150_in_scope_test: Option<Vec<String>>,
+    /// BANKING77 training queries.
+    pub banking77_train: Option<Vec<String>>,
+    /// SMP2019-ECDT queries (Chinese, to a general assistant).
+    pub smp2019: Option<Vec<String>>,
+    /// The bundled intent examples.
+    pub bundled_intents: Vec<String>,
+}
+
+impl MeasuredSets {
+    /// Read the sets under `shared`; `splits` name the SOS-1K files (`testdata`, `fold1`..`fold5`)
+    /// whose posts are pooled.
+    pub fn load(
+        shared: &Path,
+        bundled: &[Example],
+        splits: &[&str],
+    ) -> Result<MeasuredSets, data::DataError> {
+        let mut sos: Option<Vec<(String, bool)>> = None;
+        for split in splits {
+            let path = shared.join(format!("sos1k_zh_suicide_risk/binary/{split}_twoClass.tsv"));
+            if path.exists() {
+                sos.get_or_insert_with(Vec::new).extend(sos1k(&path)?);
+            }
+        }
+        let clinc = shared.join("clinc150/data_full.json");
+        let banking = shared.join("banking77/train.csv");
+        let smp = shared.join("smp2019_ecdt_nlu/train.json");
+        let texts = |v: Vec<Example>| v.into_iter().map(|e| e.text).collect::<Vec<_>>();
+        Ok(MeasuredSets {
+            sos1k: sos,
+            clinc150_in_scope_test: if clinc.exists() {
+                let test = datasets::clinc150(&clinc)?.test;
+                Some(texts(
+                    test.into_iter().filter(|e| e.intent.is_some()).collect(),
+                ))
+            } else {
+                None
+            },
+            banking77_train: if banking.exists() {
+                Some(texts(datasets::banking77(&banking)?))
+            } else {
+                None
+            },
+            smp2019: if smp.exists() {
+                Some(texts(datasets::smp2019(&smp)?))
+            } else {
+                None
+            },
+            bundled_intents: bundled.iter().map(|e| e.text.clone()).collect(),
+        })
+    }
+
+    /// The SOS-1K posts of one class.
+    pub fn sos1k_posts(&self, high: bool) -> Option<Vec<&str>> {
+        self.sos1k.as_ref().map(|posts| {
+            posts
+                .iter()
+                .filter(|p| p.1 == high)
+                .map(|p| p.0.as_str())
+                .collect()
+        })
+    }
+
+    /// The ordinary sets by name, the absent ones left out: where a life-care hit is a false
+    /// alarm.
+    pub fn ordinary(&self) -> Vec<(&'static str, &[String])> {
+        [
+            (
+                "clinc150_in_scope_test",
+                self.clinc150_in_scope_test.as_deref(),
+            ),
+            ("banking77_train", self.banking77_train.as_deref()),
+            ("smp2019", self.smp2019.as_deref()),
+            ("bundled_intents", Some(self.bundled_intents.as_slice())),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.map(|s| (name, s)))
+        .collect()
+    }
+}
+
 /// The life-care measurement the README reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct LifeCareReport {
@@ -87,50 +176,15 @@ pub fn life_care(
     bundled: &[Example],
     split: &str,
 ) -> Result<LifeCareReport, data::DataError> {
-    let sos = shared.join(format!("sos1k_zh_suicide_risk/binary/{split}_twoClass.tsv"));
-    let (high, low) = if sos.exists() {
-        let posts = sos1k(&sos)?;
-        let high = Rate::of(detector, posts.iter().filter(|p| p.1).map(|p| p.0.as_str()));
-        let low = Rate::of(
-            detector,
-            posts.iter().filter(|p| !p.1).map(|p| p.0.as_str()),
-        );
-        (Some(high), Some(low))
-    } else {
-        (None, None)
-    };
-    let clinc_path = shared.join("clinc150/data_full.json");
-    let clinc = if clinc_path.exists() {
-        let test = datasets::clinc150(&clinc_path)?.test;
-        Some(Rate::of(
-            detector,
-            test.iter()
-                .filter(|e| e.intent.is_some())
-                .map(|e| e.text.as_str()),
-        ))
-    } else {
-        None
-    };
-    let banking_path = shared.join("banking77/train.csv");
-    let banking = if banking_path.exists() {
-        let train = datasets::banking77(&banking_path)?;
-        Some(Rate::of(detector, train.iter().map(|e| e.text.as_str())))
-    } else {
-        None
-    };
-    let smp_path = shared.join("smp2019_ecdt_nlu/train.json");
-    let smp = if smp_path.exists() {
-        let all = datasets::smp2019(&smp_path)?;
-        Some(Rate::of(detector, all.iter().map(|e| e.text.as_str())))
-    } else {
-        None
-    };
+    let sets = MeasuredSets::load(shared, bundled, &[split])?;
+    let rate =
+        |set: Option<&[String]>| set.map(|s| Rate::of(detector, s.iter().map(String::as_str)));
     Ok(LifeCareReport {
-        smp2019: smp,
-        sos1k_high_risk: high,
-        sos1k_low_risk: low,
-        clinc150_in_scope_test: clinc,
-        banking77_train: banking,
-        bundled_intents: Rate::of(detector, bundled.iter().map(|e| e.text.as_str())),
+        sos1k_high_risk: sets.sos1k_posts(true).map(|p| Rate::of(detector, p)),
+        sos1k_low_risk: sets.sos1k_posts(false).map(|p| Rate::of(detector, p)),
+        clinc150_in_scope_test: rate(sets.clinc150_in_scope_test.as_deref()),
+        banking77_train: rate(sets.banking77_train.as_deref()),
+        smp2019: rate(sets.smp2019.as_deref()),
+        bundled_intents: Rate::of(detector, sets.bundled_intents.iter().map(String::as_str)),
     })
 }
