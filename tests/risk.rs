@@ -52,6 +52,37 @@ fn life_care_fires_on_direct_and_indirect_talk() {
     }
 }
 
+/// Looking for someone to die with fires, by rule or by the model the company words let in;
+/// buying, shipping and paying together does not. None of these sentences is in `risk/`.
+#[test]
+fn life_care_knows_a_pact_from_a_group_deal() {
+    for m in [
+        "有人想一起死吗",
+        "我们一起离开吧",
+        "谁跟我一起，今晚",
+        "有一起的么，我不想一个人",
+        "一起走吧，这边太冷了",
+        "anyone want to die together this weekend",
+    ] {
+        assert!(fires(RiskKind::LifeCare, m), "{m}");
+    }
+    let pact = bundled().detect("我们一起了结吧", &[]);
+    assert_eq!(pact[0].rule, "life_care.pact");
+    assert_eq!(pact[0].evidence, vec!["一起了结".to_string()]);
+    for m in [
+        "有人一起拼单吗，差一个人成团",
+        "这两件能一起发货吗",
+        "我和老公一起买的，能合并付款吗",
+        "谁和我一起凑满300减50",
+        "两个订单一起退可以吗",
+        "周末一起烧烤，木炭要几袋",
+        "一起走顺丰吗，还是分开寄",
+        "can we order together and split the shipping",
+    ] {
+        assert!(!fires(RiskKind::LifeCare, m), "{m}");
+    }
+}
+
 #[test]
 fn life_care_ignores_idioms_and_negations() {
     for m in [
@@ -218,9 +249,9 @@ fn life_care_on_real_posts_and_ordinary_queries() {
     bundled.extend(honeydesk::nlu::data::load(&root.join("intents/val.jsonl")).unwrap());
     let report =
         honeydesk::eval::risk::life_care(self::bundled(), &shared, &bundled, "testdata").unwrap();
-    // The bar is 0.90; lexicon + model reach 0.882 so far (README). This floor guards it.
+    // The bar (README: 110 / 119 = 0.924 measured).
     let recall = report.sos1k_high_risk.unwrap().rate;
-    assert!(recall >= 0.87, "life-care recall {recall:.3}");
+    assert!(recall >= 0.90, "life-care recall {recall:.3}");
     for (name, rate) in [
         ("clinc150", report.clinc150_in_scope_test),
         ("banking77", report.banking77_train),
