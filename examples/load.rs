@@ -9,6 +9,9 @@
 //! target/release/examples/load --idle 10000                                     # memory held
 //! ```
 //!
+//! `--timeline` also prints p50/p99 for each second of the schedule, which tells one stall from a
+//! pipeline that is slow throughout.
+//!
 //! It starts `target/release/honeydesk serve` itself on a free port with a scratch data
 //! directory and the per-IP and per-connection limits off (they are policy, not capacity), unless
 //! `--addr` points at a running server. Each connection says hello, then sends its messages.
@@ -31,6 +34,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+/// Questions the demo shop's bot answers itself. None hands the chat off: after a handoff the bot
+/// is silent and only the risk check runs, so a mix with handoffs would measure that cheap path
+/// instead of the pipeline (the demo shop has no merchant webhooks, so an order-status question
+/// with an order number is handed off there; it was in this list until 2026-12, when 72% of the
+/// benchmark's messages were such silent ones). The run prints how many messages the bot
+/// answered.
 const QUESTIONS: &[&str] = &[
     "亲，满多少包邮呀",
     "今天下单什么时候发货",
@@ -38,11 +47,25 @@ const QUESTIONS: &[&str] = &[
     "发票怎么开",
     "这个尺码偏大还是偏小",
     "How long does shipping take?",
-    "can I return it if it doesn't fit",
+    "Do you ship internationally?",
     "有没有优惠券",
     "在吗",
-    "快递到哪了，订单号 2025112400123",
+    "物流一直不更新怎么办",
 ];
+
+/// Bot replies seen, and how many of them handed the chat off.
+static BOT_REPLIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HANDOFFS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count(v: &Value) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if v["type"] == "event" && v["from"] == "bot" {
+        BOT_REPLIES.fetch_add(1, Relaxed);
+        if !v["handoff"].is_null() {
+            HANDOFFS.fetch_add(1, Relaxed);
+        }
+    }
+}
 
 struct Args {
     addr: Option<SocketAddr>,
@@ -52,6 +75,9 @@ struct Args {
     idle: usize,
     /// Messages a second per connection (open loop); 0 is closed loop.
     rate: f64,
+    /// Print p50/p99 for each second of the schedule, to see whether a tail is one stall or
+    /// spread out.
+    timeline: bool,
 }
 
 fn args() -> Args {
@@ -62,6 +88,7 @@ fn args() -> Args {
         echo: false,
         idle: 0,
         rate: 0.0,
+        timeline: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +100,7 @@ fn args() -> Args {
             "--idle" => a.idle = value().parse().expect("a number"),
             "--rate" => a.rate = value().parse().expect("messages a second"),
             "--echo" => a.echo = true,
+            "--timeline" => a.timeline = true,
             other => panic!("unknown flag {other}; see the doc comment in examples/load.rs"),
         }
     }
@@ -153,7 +181,11 @@ async fn open(addr: SocketAddr, echo: bool) -> Socket {
 async fn next(ws: &mut Socket) -> Value {
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Text(t))) => {
+                let v = serde_json::from_str(&t).unwrap();
+                count(&v);
+                return v;
+            }
             Some(Ok(_)) => continue,
             other => panic!("connection ended: {other:?}"),
         }
@@ -161,7 +193,7 @@ async fn next(ws: &mut Socket) -> Value {
 }
 
 /// One shopper: `n` messages, each after the previous reply. Returns the latencies.
-async fn shopper(mut ws: Socket, id: usize, n: usize, echo: bool) -> Vec<Duration> {
+async fn shopper(mut ws: Socket, id: usize, n: usize, echo: bool) -> Vec<(Instant, Duration)> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let text = QUESTIONS[(id + i) % QUESTIONS.len()];
@@ -185,7 +217,7 @@ async fn shopper(mut ws: Socket, id: usize, n: usize, echo: bool) -> Vec<Duratio
                 }
             }
         }
-        out.push(sent.elapsed());
+        out.push((sent, sent.elapsed()));
     }
     out
 }
@@ -199,7 +231,7 @@ async fn paced_shopper(
     echo: bool,
     start: Instant,
     rate: f64,
-) -> Vec<Duration> {
+) -> Vec<(Instant, Duration)> {
     let (mut tx, mut rx) = ws.split();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let due = move |i: usize| start + interval.mul_f64(i as f64);
@@ -225,6 +257,7 @@ async fn paced_shopper(
             Some(Ok(_)) => continue,
             other => panic!("connection ended: {other:?}"),
         };
+        count(&v);
         if !echo && v["type"] == "error" {
             panic!("error frame: {v}");
         }
@@ -233,7 +266,7 @@ async fn paced_shopper(
             .then(|| v["client_id"].as_str())
             .flatten();
         if let Some(i) = i.and_then(|i| i.parse::<usize>().ok()) {
-            out.push(due(i).elapsed());
+            out.push((due(i), due(i).elapsed()));
         }
     }
     // Keep the socket open until every answer is in.
@@ -300,11 +333,30 @@ async fn main() {
             }
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut timed = Vec::new();
     for t in tasks {
-        latencies.extend(t.await.unwrap());
+        timed.extend(t.await.unwrap());
     }
     let wall = started.elapsed();
+    if a.timeline {
+        let mut by_second: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+        for (due, latency) in &timed {
+            let second = due.saturating_duration_since(started).as_secs();
+            by_second.entry(second).or_default().push(*latency);
+        }
+        for (second, mut l) in by_second {
+            l.sort();
+            let at = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+            println!(
+                "second {second:3}: {:5} messages  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
+                l.len(),
+                at(0.5).as_secs_f64() * 1e3,
+                at(0.99).as_secs_f64() * 1e3,
+                l.last().unwrap().as_secs_f64() * 1e3
+            );
+        }
+    }
+    let mut latencies: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
@@ -324,6 +376,15 @@ async fn main() {
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3,
     );
+    if !a.echo {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "bot replies seen: {} for {} messages, {} of them handoffs",
+            BOT_REPLIES.load(Relaxed),
+            latencies.len(),
+            HANDOFFS.load(Relaxed)
+        );
+    }
     if let Some(k) = pid.and_then(rss_kib) {
         println!("server RSS {:.1} MiB", k as f64 / 1024.0);
     }
