@@ -1,5 +1,11 @@
 //! The `honeydesk` command: parse the command line, call the library, turn errors into exit codes.
 
+/// mimalloc instead of glibc's malloc: under load glibc returned freed memory to the system and
+/// took it back (malloc_consolidate, unlink_chunk and page faults in perf), a cost paid on the
+/// ack path; mimalloc keeps per-thread free lists and frees to the system lazily.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
