@@ -485,23 +485,27 @@ impl SqliteStore {
         let writer_conn = connect(&path)?;
         // The writer alone still completes a checkpoint now and then (module doc).
         writer_conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map(drop)
+                .map_err(|source| StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || write_groups(writer_conn, rx))
-            .map_err(|source| StoreError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+        spawn(
+            "sqlite-writer",
+            Box::new(move || write_groups(writer_conn, rx)),
+        )?;
         let checkpoint_conn = connect(&path)?;
         let (stop, stopped) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stopped))
-            .map_err(|source| StoreError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+        spawn(
+            "sqlite-checkpoint",
+            Box::new(move || checkpoint_loop(checkpoint_conn, stopped)),
+        )?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             writer: Mutex::new(tx),
