@@ -266,12 +266,18 @@ async fn paced_shopper(
             .then(|| v["client_id"].as_str())
             .flatten();
         if let Some(i) = i.and_then(|i| i.parse::<usize>().ok()) {
-            out.push((due(i), due(i).elapsed()));
+            let due = due(i);
+            out.push((due, due.elapsed()));
         }
     }
     // Keep the socket open until every answer is in.
     let _ = writer.await;
     out
+}
+
+/// The `p` quantile of sorted, non-empty latencies.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -346,7 +352,7 @@ async fn main() {
         }
         for (second, mut l) in by_second {
             l.sort();
-            let at = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+            let at = |p: f64| percentile(&l, p);
             println!(
                 "second {second:3}: {:5} messages  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
                 l.len(),
@@ -358,7 +364,7 @@ async fn main() {
     }
     let mut latencies: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let pct = |p: f64| percentile(&latencies, p);
     println!(
         "{} connections x {} messages{}{}: {} in {:.2} s = {:.0} messages/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         a.connections,

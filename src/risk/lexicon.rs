@@ -862,9 +862,6 @@ pub const DISTRESS: &[(&str, f32)] = &[
     ("好难", 0.5),
     ("疼痛", 0.5),
     ("遗憾", 0.4),
-    // Indirect warning signs that crisis-line guides list, each too common alone to fire: wanting
-    // to join someone who died, to sleep and not wake, to go away, not to have been born, having
-    // decided, feeling empty or worthless. They add up, and one of them opens the model's gate.
     // Asking for company with nothing said of what for: in a shop 有人一起吗 is about 拼单 (blanked
     // above), in a tree hole it is a pact. Alone they only open the model's gate.
     ("一起走", 0.6),
@@ -883,6 +880,9 @@ pub const DISTRESS: &[(&str, f32)] = &[
     ("带上我", 0.5),
     ("求约", 0.5),
     ("约吗", 0.3),
+    // Indirect warning signs that crisis-line guides list, each too common alone to fire: wanting
+    // to join someone who died, to sleep and not wake, to go away, not to have been born, having
+    // decided, feeling empty or worthless. They add up, and one of them opens the model's gate.
     ("带我走", 0.8),
     ("带我一起", 0.6),
     ("想走了", 0.6),

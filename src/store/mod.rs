@@ -20,7 +20,7 @@
 //! (`examples/load.rs --timeline` showed single seconds with p99 of 100–500 ms in otherwise
 //! 5 ms runs). The writer still completes one every 1,000 pages, since a passive checkpoint
 //! beside a writer that never pauses never catches the last frames and the WAL could never
-//! start over (it grew to 800 MB in 60,000 messages); by then the checkpointer has copied and
+//! start over (it grew to 880 MB in 60,000 messages); by then the checkpointer has copied and
 //! synced nearly everything, so the writer's part is short.
 
 use std::path::Path;
@@ -239,8 +239,8 @@ pub struct SqliteStore {
 }
 
 /// WAL pages after which the writer completes a checkpoint itself: SQLite's default. At 4,000
-/// each of its checkpoints had more left to copy, and p99 at 4,000 messages/s was 120–220 ms
-/// instead of 40–50 (`examples/load.rs --rate 4 --messages 40`).
+/// each of its checkpoints had more left to copy, and p99 at 4,000 messages/s was 123 and 225 ms
+/// instead of 38 and 49 (`examples/load.rs --rate 4 --messages 40`).
 const WRITER_CHECKPOINT_PAGES: i64 = 1000;
 
 /// How often the checkpointer copies committed WAL pages into the database file.
