@@ -29,6 +29,9 @@ pub const VERSIONS: &[u32] = &[1];
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Initial read buffer per connection.
 pub(crate) const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of queued frames after which tungstenite writes without waiting for a flush; the
+/// buffer itself starts empty and grows only as far as what is queued.
+pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -273,7 +276,9 @@ pub async fn shopper(
         // Chat frames are small; tungstenite's default 128 KiB read buffer per connection is
         // what ten thousand idle shoppers would cost. The buffer grows for a bigger frame.
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        // Frames queue until the flush after them, so an ack and the events after it leave in
+        // one write (with 0, each frame was a write of its own: three syscalls a message).
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             connection(socket, state, from, ip).await;
             drop(slot);

@@ -313,21 +313,43 @@ struct Append {
 /// Most batches one commit carries.
 const GROUP_MAX: usize = 512;
 
+/// How long a busy writer holds a group open for more messages. A commit writes every page it
+/// touched, and each message lands on a page of its own in the events index (conversations
+/// interleave), beside pages the others share: at 4,000 messages/s, committing whatever was
+/// waiting gave 1.8 messages a commit and 19 KB written to disk per message; a 1 ms window gave
+/// 7.5 messages a commit, 12 KB, and a tenth less server CPU (321 -> 290 µs a message).
+const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The writer thread: one transaction for everything waiting.
 ///
 /// Jobs almost never fail, so the group is first written straight into the transaction, with no
 /// savepoint per job: each savepoint is two more statements parsed and run, which was a tenth of
 /// the server's CPU under load (perf). Only when a job fails is that transaction rolled back and
 /// the group written again with a savepoint per job, so the bad one fails alone.
+///
+/// While messages come in faster than one at a time (the last commit carried more than one job),
+/// a group stays open for up to [`COMMIT_WINDOW`] for more to join it; a lone message is written
+/// at once.
 fn write_groups(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut busy = false;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
+        let until = std::time::Instant::now() + COMMIT_WINDOW;
         while group.len() < GROUP_MAX {
             match jobs.try_recv() {
                 Ok(job) => group.push(job),
-                Err(_) => break,
+                Err(_) if !busy => break,
+                Err(_) => {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    match jobs.recv_timeout(left) {
+                        Ok(job) => group.push(job),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             }
         }
+        busy = group.len() > 1;
         let results = match write_group(&mut conn, &group, false) {
             Ok(Some(results)) => Ok(results),
             // A job failed and the optimistic transaction is gone: once more, job by job.
