@@ -53,6 +53,9 @@ const QUESTIONS: &[&str] = &[
     "物流一直不更新怎么办",
 ];
 
+/// How long after spawning its connections' tasks an open-loop run's schedules begin.
+const SCHEDULE_LEAD: Duration = Duration::from_millis(100);
+
 /// Bot replies seen, and how many of them handed the chat off.
 static BOT_REPLIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static HANDOFFS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -325,6 +328,14 @@ async fn main() {
         sockets.push(open(addr, a.echo).await);
     }
     let started = Instant::now();
+    // Open loop: the schedules begin a moment after the tasks are spawned, and the run is timed
+    // from there (timing it from the spawn charged a 5,000/s run of 20 messages 100 ms it never
+    // had: 4,875 messages/s for a server that kept up).
+    let begin = if a.rate > 0.0 {
+        started + SCHEDULE_LEAD
+    } else {
+        started
+    };
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
@@ -332,7 +343,7 @@ async fn main() {
             if a.rate > 0.0 {
                 // Spread the connections' schedules evenly over one interval.
                 let offset = Duration::from_secs_f64(id as f64 / a.connections as f64 / a.rate);
-                let start = started + Duration::from_millis(100) + offset;
+                let start = begin + offset;
                 tokio::spawn(paced_shopper(ws, id, a.messages, a.echo, start, a.rate))
             } else {
                 tokio::spawn(shopper(ws, id, a.messages, a.echo))
@@ -343,11 +354,11 @@ async fn main() {
     for t in tasks {
         timed.extend(t.await.unwrap());
     }
-    let wall = started.elapsed();
+    let wall = begin.elapsed();
     if a.timeline {
         let mut by_second: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
         for (due, latency) in &timed {
-            let second = due.saturating_duration_since(started).as_secs();
+            let second = due.saturating_duration_since(begin).as_secs();
             by_second.entry(second).or_default().push(*latency);
         }
         for (second, mut l) in by_second {
