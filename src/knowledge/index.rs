@@ -492,7 +492,6 @@ impl ShopIndex {
         qid as usize - first
     }
 
-    /// idf-weighted F1 of the query terms and one question's terms.
     /// BM25 top documents on one field, as (score, question number).
     fn run(
         &self,
@@ -500,7 +499,31 @@ impl ShopIndex {
         terms: &[String],
         limit: usize,
     ) -> Result<Vec<(f32, u32)>, KnowledgeError> {
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        let top = self.searcher.search_with_statistics_provider(
+            &any_of(field, terms),
+            &TopDocs::with_limit(limit),
+            &self.stats,
+        )?;
+        Ok(top
+            .into_iter()
+            .filter_map(|(score, addr)| Some((score, self.qid(addr)?)))
+            .collect())
+    }
+
+    /// The question number of a document.
+    fn qid(&self, addr: DocAddress) -> Option<u32> {
+        let qid = *self
+            .qids
+            .get(addr.segment_ord as usize)?
+            .get(addr.doc_id as usize)?;
+        (qid != u32::MAX).then_some(qid)
+    }
+}
+
+/// Documents with any of `terms` in `field`, scored by BM25.
+fn any_of(field: Field, terms: &[String]) -> BooleanQuery {
+    BooleanQuery::new(
+        terms
             .iter()
             .map(|t| {
                 let q: Box<dyn Query> = Box::new(TermQuery::new(
@@ -509,28 +532,8 @@ impl ShopIndex {
                 ));
                 (Occur::Should, q)
             })
-            .collect();
-        let top = self.searcher.search_with_statistics_provider(
-            &BooleanQuery::new(clauses),
-            &TopDocs::with_limit(limit),
-            &self.stats,
-        )?;
-        Ok(top
-            .into_iter()
-            .filter_map(
-                |(
-                    score,
-                    DocAddress {
-                        segment_ord,
-                        doc_id,
-                    },
-                )| {
-                    let qid = *self.qids.get(segment_ord as usize)?.get(doc_id as usize)?;
-                    (qid != u32::MAX).then_some((score, qid))
-                },
-            )
-            .collect())
-    }
+            .collect(),
+    )
 }
 
 /// The overlap signal: F1 of the idf-weighted terms the query and a question share.
@@ -643,30 +646,14 @@ mod tests {
                         "doc_freq of {t:?}"
                     );
                 }
-                let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-                    .iter()
-                    .map(|t| {
-                        let q: Box<dyn Query> = Box::new(TermQuery::new(
-                            Term::from_field_text(field, t),
-                            IndexRecordOption::WithFreqs,
-                        ));
-                        (Occur::Should, q)
-                    })
-                    .collect();
                 let theirs = searcher
-                    .search(
-                        &BooleanQuery::new(clauses),
-                        &TopDocs::with_limit(CANDIDATE_DOCS),
-                    )
+                    .search(&any_of(field, &terms), &TopDocs::with_limit(CANDIDATE_DOCS))
                     .unwrap();
                 let ours = index.run(field, &terms, CANDIDATE_DOCS).unwrap();
                 assert_eq!(ours.len(), theirs.len(), "{query}");
                 for ((score, qid), (their_score, addr)) in ours.iter().zip(&theirs) {
                     assert_eq!(score, their_score, "{query}");
-                    assert_eq!(
-                        *qid,
-                        index.qids[addr.segment_ord as usize][addr.doc_id as usize]
-                    );
+                    assert_eq!(Some(*qid), index.qid(*addr));
                 }
             }
         }
