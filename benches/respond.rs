@@ -16,19 +16,9 @@ use honeydesk::dialog::{Context, Conversation, DialogConfig, Engine};
 use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::risk::{model::LifeCareModel, RiskDetector, RiskSwitches};
 
-/// The same ten questions as `examples/load.rs`.
-const QUESTIONS: [&str; 10] = [
-    "亲，满多少包邮呀",
-    "今天下单什么时候发货",
-    "退货运费谁出",
-    "发票怎么开",
-    "这个尺码偏大还是偏小",
-    "How long does shipping take?",
-    "Do you ship internationally?",
-    "有没有优惠券",
-    "在吗",
-    "物流一直不更新怎么办",
-];
+#[path = "../examples/common/questions.rs"]
+mod questions;
+use questions::QUESTIONS;
 
 fn respond(c: &mut Criterion) {
     // As `serve` sets it: one message is too small for candle to split over threads, and without

@@ -34,24 +34,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Questions the demo shop's bot answers itself. None hands the chat off: after a handoff the bot
-/// is silent and only the risk check runs, so a mix with handoffs would measure that cheap path
-/// instead of the pipeline (the demo shop has no merchant webhooks, so an order-status question
-/// with an order number is handed off there; it was in this list until 2026-12, when 72% of the
-/// benchmark's messages were such silent ones). The run prints how many messages the bot
-/// answered.
-const QUESTIONS: &[&str] = &[
-    "亲，满多少包邮呀",
-    "今天下单什么时候发货",
-    "退货运费谁出",
-    "发票怎么开",
-    "这个尺码偏大还是偏小",
-    "How long does shipping take?",
-    "Do you ship internationally?",
-    "有没有优惠券",
-    "在吗",
-    "物流一直不更新怎么办",
-];
+#[path = "common/questions.rs"]
+mod questions;
+use questions::QUESTIONS;
 
 /// How long after spawning its connections' tasks an open-loop run's schedules begin.
 const SCHEDULE_LEAD: Duration = Duration::from_millis(100);

@@ -169,6 +169,9 @@ fn sort_hits(hits: &mut [Hit], tie: impl Fn(&Hit) -> f32) {
     });
 }
 
+/// The fast field holding each document's question number.
+const QID: &str = "qid";
+
 /// BM25's idf, as tantivy computes it.
 fn idf(doc_freq: u32, docs: u32) -> f32 {
     let (n, d) = (doc_freq as f32, docs as f32);
@@ -189,7 +192,7 @@ impl ShopIndex {
                 .set_tokenizer(TOKENIZER)
                 .set_index_option(IndexRecordOption::WithFreqs),
         );
-        let f_qid = schema.add_u64_field("qid", FAST | INDEXED);
+        let f_qid = schema.add_u64_field(QID, FAST | INDEXED);
         let f_question = schema.add_text_field("question", text.clone());
         let f_answer = schema.add_text_field("answer", text);
         let index = Index::create_in_ram(schema.build());
@@ -243,7 +246,7 @@ impl ShopIndex {
             .segment_readers()
             .iter()
             .map(|segment| {
-                let column = segment.fast_fields().u64("qid")?;
+                let column = segment.fast_fields().u64(QID)?;
                 Ok((0..segment.max_doc())
                     .map(|doc| column.first(doc).unwrap_or(u64::MAX) as u32)
                     .collect())

@@ -331,22 +331,20 @@ const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 /// a group stays open for up to [`COMMIT_WINDOW`] for more to join it; a lone message is written
 /// at once.
 fn write_groups(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
-    use std::sync::mpsc::RecvTimeoutError;
     let mut busy = false;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         let until = std::time::Instant::now() + COMMIT_WINDOW;
         while group.len() < GROUP_MAX {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) if !busy => break,
-                Err(_) => {
-                    let left = until.saturating_duration_since(std::time::Instant::now());
-                    match jobs.recv_timeout(left) {
-                        Ok(job) => group.push(job),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    }
-                }
+            let next = if busy {
+                jobs.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+                    .ok()
+            } else {
+                jobs.try_recv().ok()
+            };
+            match next {
+                Some(job) => group.push(job),
+                None => break,
             }
         }
         busy = group.len() > 1;
