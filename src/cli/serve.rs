@@ -97,6 +97,8 @@ pub fn run(config: Config) -> Result<()> {
         Some(Arc::new(life_care)),
         dialog_config,
     );
+    // Before the first shopper, not on the first shopper's message.
+    honeydesk::risk::warm_up();
     let watch = honeydesk::dialog::ConfigWatch::new(&config.dialog_config);
     let store = Arc::new(
         SqliteStore::open(&config.data_dir)

@@ -148,6 +148,13 @@ static LEXICONS: LazyLock<Lexicons> = LazyLock::new(|| {
     }
 });
 
+/// Build the lexicons' automata now rather than on the first message a detector sees. The first
+/// message after `serve` started used to pay for them on a runtime worker (tens of milliseconds),
+/// and every message queued behind it waited too.
+pub fn warm_up() {
+    LazyLock::force(&LEXICONS);
+}
+
 fn prepare(message: &str) -> Prepared {
     let raw = format!(" {} ", text::normalize(message));
     let mut text = raw.clone();
