@@ -249,8 +249,12 @@ pub struct Conversation {
     pub id: String,
     pub shop: String,
     /// Missing in the store's state rows, which keep the transcript as events.
+    ///
+    /// Shared turns: a conversation is copied out of the handoff store and back for every
+    /// message, and copying each turn's text made a message's cost grow with the chat's length
+    /// (in 60-message chats under load, the copies were the largest cost that grew; perf).
     #[serde(default)]
-    pub turns: Vec<Turn>,
+    pub turns: Vec<Arc<Turn>>,
     /// Values extracted so far (order number, phone, ...), newest wins.
     pub slots: BTreeMap<String, String>,
     /// Unhelpful bot turns in a row.
@@ -287,13 +291,20 @@ impl Conversation {
         }
     }
 
-    /// The shopper's earlier messages, oldest first (what the risk detectors read).
-    pub fn shopper_history(&self) -> Vec<String> {
-        self.turns
+    /// The shopper's last `n` messages, oldest first (what the risk detectors read: they look
+    /// back [`crate::risk::HISTORY_TURNS`] messages, and copying the whole history made every
+    /// message of a long chat dearer than the last).
+    pub fn shopper_history(&self, n: usize) -> Vec<String> {
+        let mut recent: Vec<String> = self
+            .turns
             .iter()
+            .rev()
             .filter(|t| t.speaker == Speaker::Shopper)
+            .take(n)
             .map(|t| t.text.clone())
-            .collect()
+            .collect();
+        recent.reverse();
+        recent
     }
 }
 
@@ -453,26 +464,27 @@ impl Engine {
         ctx: &Context,
     ) -> Result<Decision, DialogError> {
         let policy = self.config.load().policy(&conv.shop);
-        let history = conv.shopper_history();
-        conv.turns.push(Turn {
-            speaker: Speaker::Shopper,
-            text: message.to_string(),
-            at: ctx.now,
-        });
-        let normalized = text::normalize(message);
-        for (slot, value) in extract::extract(&normalized) {
-            conv.slots.insert(slot.to_string(), value);
-        }
+        let history = conv.shopper_history(crate::risk::HISTORY_TURNS);
         // A message with no words (an order number alone) keeps the conversation's language.
         let lang = if message.chars().any(|c| c.is_alphabetic()) {
             Lang::of(message)
         } else {
-            history
+            conv.turns
                 .iter()
                 .rev()
-                .find(|m| m.chars().any(|c| c.is_alphabetic()))
-                .map_or(Lang::Zh, |m| Lang::of(m))
+                .filter(|t| t.speaker == Speaker::Shopper)
+                .find(|t| t.text.chars().any(|c| c.is_alphabetic()))
+                .map_or(Lang::Zh, |t| Lang::of(&t.text))
         };
+        conv.turns.push(std::sync::Arc::new(Turn {
+            speaker: Speaker::Shopper,
+            text: message.to_string(),
+            at: ctx.now,
+        }));
+        let normalized = text::normalize(message);
+        for (slot, value) in extract::extract(&normalized) {
+            conv.slots.insert(slot.to_string(), value);
+        }
         let mut trace = Trace {
             rule: String::new(),
             risk: Vec::new(),
@@ -790,11 +802,11 @@ impl Engine {
             Action::Silent => None,
         };
         if let Some(text) = said {
-            conv.turns.push(Turn {
+            conv.turns.push(std::sync::Arc::new(Turn {
                 speaker: Speaker::Bot,
                 text,
                 at: ctx.now,
-            });
+            }));
         }
         if matches!(action, Action::Handoff { .. }) && conv.owner == Owner::Bot {
             conv.owner = Owner::Queued;

@@ -212,7 +212,7 @@ impl Ticket {
 pub struct Assignment {
     pub agent: String,
     pub ticket: Ticket,
-    pub transcript: Vec<Turn>,
+    pub transcript: Vec<std::sync::Arc<Turn>>,
 }
 
 /// Something the operators' log should show.
@@ -770,11 +770,11 @@ impl HandoffStore for MemoryHandoff {
             .conversations
             .get_mut(conversation)
             .ok_or_else(|| HandoffError::UnknownConversation(conversation.to_string()))?;
-        c.turns.push(Turn {
+        c.turns.push(std::sync::Arc::new(Turn {
             speaker: Speaker::Agent,
             text: text.to_string(),
             at: now,
-        });
+        }));
         s.dirty.conversations.insert(conversation.to_string());
         self.commit(&mut s);
         Ok(())
@@ -809,11 +809,11 @@ impl HandoffStore for MemoryHandoff {
         }
         .to_string();
         if let Some(c) = s.conversations.get_mut(conversation) {
-            c.turns.push(Turn {
+            c.turns.push(std::sync::Arc::new(Turn {
                 speaker: Speaker::Bot,
                 text: question.clone(),
                 at: now,
-            });
+            }));
         }
         s.log(
             now,
