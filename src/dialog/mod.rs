@@ -476,7 +476,7 @@ impl Engine {
                 .find(|t| t.text.chars().any(|c| c.is_alphabetic()))
                 .map_or(Lang::Zh, |t| Lang::of(&t.text))
         };
-        conv.turns.push(std::sync::Arc::new(Turn {
+        conv.turns.push(Arc::new(Turn {
             speaker: Speaker::Shopper,
             text: message.to_string(),
             at: ctx.now,
@@ -802,7 +802,7 @@ impl Engine {
             Action::Silent => None,
         };
         if let Some(text) = said {
-            conv.turns.push(std::sync::Arc::new(Turn {
+            conv.turns.push(Arc::new(Turn {
                 speaker: Speaker::Bot,
                 text,
                 at: ctx.now,

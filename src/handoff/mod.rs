@@ -212,7 +212,7 @@ impl Ticket {
 pub struct Assignment {
     pub agent: String,
     pub ticket: Ticket,
-    pub transcript: Vec<std::sync::Arc<Turn>>,
+    pub transcript: Vec<Arc<Turn>>,
 }
 
 /// Something the operators' log should show.
@@ -770,7 +770,7 @@ impl HandoffStore for MemoryHandoff {
             .conversations
             .get_mut(conversation)
             .ok_or_else(|| HandoffError::UnknownConversation(conversation.to_string()))?;
-        c.turns.push(std::sync::Arc::new(Turn {
+        c.turns.push(Arc::new(Turn {
             speaker: Speaker::Agent,
             text: text.to_string(),
             at: now,
@@ -809,7 +809,7 @@ impl HandoffStore for MemoryHandoff {
         }
         .to_string();
         if let Some(c) = s.conversations.get_mut(conversation) {
-            c.turns.push(std::sync::Arc::new(Turn {
+            c.turns.push(Arc::new(Turn {
                 speaker: Speaker::Bot,
                 text: question.clone(),
                 at: now,

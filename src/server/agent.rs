@@ -90,11 +90,11 @@ enum Out {
     /// A chat is now this agent's: the ticket with the reason and evidence, and the transcript.
     Assigned {
         ticket: Ticket,
-        transcript: Vec<std::sync::Arc<Turn>>,
+        transcript: Vec<Arc<Turn>>,
     },
     Transcript {
         ticket: Ticket,
-        transcript: Vec<std::sync::Arc<Turn>>,
+        transcript: Vec<Arc<Turn>>,
     },
     Event {
         conversation: String,
@@ -291,7 +291,7 @@ async fn refresh(
     true
 }
 
-fn transcript(state: &AppState, conversation: &str) -> Vec<std::sync::Arc<Turn>> {
+fn transcript(state: &AppState, conversation: &str) -> Vec<Arc<Turn>> {
     state
         .handoff
         .conversation(conversation)
