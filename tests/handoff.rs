@@ -160,12 +160,7 @@ fn transfer_note_agent_messages_and_resolve_return_the_chat_to_the_bot() {
     h.add_agent(Agent::new("bob", &["after_sales"], 2));
     let mut conv = Conversation::new("t1", "demo");
     conv.owner = Owner::Queued;
-    conv.turns
-        .push(std::sync::Arc::new(honeydesk::dialog::Turn {
-            speaker: Speaker::Shopper,
-            text: "转人工".into(),
-            at: now,
-        }));
+    conv.push_turn(Speaker::Shopper, "转人工".into(), now);
     h.save(&conv);
     h.enqueue(ticket("t1", Reason::HumanRequest, "2026-11-25 10:00"), now);
     let given = h.assign(now);

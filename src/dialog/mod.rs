@@ -281,6 +281,11 @@ impl Conversation {
         }
     }
 
+    /// Add a turn to the transcript (shared, see [`Self::turns`]).
+    pub fn push_turn(&mut self, speaker: Speaker, text: String, at: DateTime<FixedOffset>) {
+        self.turns.push(Arc::new(Turn { speaker, text, at }));
+    }
+
     /// Everything but the transcript: what the store must write again when it changes.
     pub fn dialog_state(&self) -> DialogState {
         DialogState {
@@ -476,11 +481,7 @@ impl Engine {
                 .find(|t| t.text.chars().any(|c| c.is_alphabetic()))
                 .map_or(Lang::Zh, |t| Lang::of(&t.text))
         };
-        conv.turns.push(Arc::new(Turn {
-            speaker: Speaker::Shopper,
-            text: message.to_string(),
-            at: ctx.now,
-        }));
+        conv.push_turn(Speaker::Shopper, message.to_string(), ctx.now);
         let normalized = text::normalize(message);
         for (slot, value) in extract::extract(&normalized) {
             conv.slots.insert(slot.to_string(), value);
@@ -802,11 +803,7 @@ impl Engine {
             Action::Silent => None,
         };
         if let Some(text) = said {
-            conv.turns.push(Arc::new(Turn {
-                speaker: Speaker::Bot,
-                text,
-                at: ctx.now,
-            }));
+            conv.push_turn(Speaker::Bot, text, ctx.now);
         }
         if matches!(action, Action::Handoff { .. }) && conv.owner == Owner::Bot {
             conv.owner = Owner::Queued;

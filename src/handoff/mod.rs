@@ -770,11 +770,7 @@ impl HandoffStore for MemoryHandoff {
             .conversations
             .get_mut(conversation)
             .ok_or_else(|| HandoffError::UnknownConversation(conversation.to_string()))?;
-        c.turns.push(Arc::new(Turn {
-            speaker: Speaker::Agent,
-            text: text.to_string(),
-            at: now,
-        }));
+        c.push_turn(Speaker::Agent, text.to_string(), now);
         s.dirty.conversations.insert(conversation.to_string());
         self.commit(&mut s);
         Ok(())
@@ -809,11 +805,7 @@ impl HandoffStore for MemoryHandoff {
         }
         .to_string();
         if let Some(c) = s.conversations.get_mut(conversation) {
-            c.turns.push(Arc::new(Turn {
-                speaker: Speaker::Bot,
-                text: question.clone(),
-                at: now,
-            }));
+            c.push_turn(Speaker::Bot, question.clone(), now);
         }
         s.log(
             now,

@@ -513,6 +513,9 @@ impl ShopIndex {
         terms: &[String],
         limit: usize,
     ) -> Result<Vec<(f32, u32)>, KnowledgeError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut scores = vec![0.0f32; self.qids.len()];
         let mut matched: Vec<u32> = Vec::new();
         for term in terms {
@@ -545,9 +548,6 @@ impl ShopIndex {
                 .total_cmp(&scores[*a as usize])
                 .then(a.cmp(b))
         };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         if matched.len() > limit {
             matched.select_nth_unstable_by(limit - 1, order);
             matched.truncate(limit);

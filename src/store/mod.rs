@@ -219,11 +219,7 @@ fn read_state(conn: &Connection, json: &str) -> Result<Conversation> {
             conn.prepare_cached("SELECT body FROM events WHERE conversation = ?1 ORDER BY seq")?;
         for body in stmt.query_map(params![c.id], |r| r.get::<_, String>(0))? {
             let e: Event = serde_json::from_str(&body?)?;
-            c.turns.push(std::sync::Arc::new(crate::dialog::Turn {
-                speaker: e.from,
-                text: e.text,
-                at: e.at,
-            }));
+            c.push_turn(e.from, e.text, e.at);
         }
     }
     Ok(c)
@@ -961,11 +957,7 @@ mod tests {
             ..event(2, "亲，满99包邮哦")
         };
         for e in [&event(1, "包邮吗"), &reply] {
-            conv.turns.push(std::sync::Arc::new(crate::dialog::Turn {
-                speaker: e.from,
-                text: e.text.clone(),
-                at: e.at,
-            }));
+            conv.push_turn(e.from, e.text.clone(), e.at);
         }
         conv.slots.insert("order_id".into(), "123456789012".into());
         conv.unhelpful = 1;
