@@ -43,6 +43,21 @@ enum EncoderCommand {
         limit: usize,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// An e5 folder's matrices: 4-bit (q4) or expanded to f32 at load.
+        #[arg(long, default_value = "f32")]
+        precision: String,
+    },
+    /// Sentence vectors of TEXT, one JSON array per line (as a shopper's message, or with
+    /// --passage as an FAQ answer).
+    Embed {
+        #[arg(long)]
+        encoder: PathBuf,
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        #[arg(long)]
+        passage: bool,
+        #[arg(required = true)]
+        text: Vec<String>,
     },
     /// Per-message latency of the fast model alone and of the cascade in --model (an encoder
     /// head with a fitted cascade), one message at a time, on the texts of --data.
@@ -216,6 +231,13 @@ enum Command {
         /// The shared data directory (default ../shared/data, or HONEYDESK_SHARED_DATA).
         #[arg(long)]
         src: Option<PathBuf>,
+        /// Write a few-shot split instead (train.jsonl with this many examples per label,
+        /// val.jsonl, test.jsonl; labels with fewer than twice as many are left out).
+        #[arg(long)]
+        shots: Option<usize>,
+        /// The few-shot split's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Merchant FAQs: import, export, search, evaluate.
     Faq {
@@ -422,12 +444,21 @@ fn run(cli: Cli) -> Result<()> {
                     None => cross_validate(&examples, k, seed, &device, json),
                 }
             }
-            None if honeydesk::nlu::head::is_head(&model) => {
+            // An encoder head on plain labelled examples: each tier and the cascade side by side.
+            // With a shop, a FAQ, a time, a sweep or a report, the log is replayed through the
+            // engine with the cascade, as for the fast model.
+            None if honeydesk::nlu::head::is_head(&model)
+                && shop.is_none()
+                && faq.is_none()
+                && at.is_none()
+                && !sweep
+                && report.is_none() =>
+            {
                 cli::encoder::eval(&model, encoder.as_deref(), &device, &data, json)
             }
             None => cli::eval::run(cli::eval::EvalArgs {
                 data,
-                model: load_model(&model, &device)?,
+                model: load_intents(&model, &device)?,
                 shop,
                 faq,
                 config,
@@ -440,7 +471,13 @@ fn run(cli: Cli) -> Result<()> {
                 at,
             }),
         },
-        Command::Datasets { name, out, src } => write_dataset(name, &out, src),
+        Command::Datasets {
+            name,
+            out,
+            src,
+            shots,
+            seed,
+        } => write_dataset(name, &out, src, shots.map(|k| (k, seed))),
         Command::Tune {
             shop,
             data,
@@ -455,7 +492,7 @@ fn run(cli: Cli) -> Result<()> {
         } => cli::eval::tune(
             cli::eval::EvalArgs {
                 data,
-                model: load_model(&model, "cpu")?,
+                model: load_intents(&model, "cpu")?,
                 shop: Some(shop),
                 faq,
                 config: Some(config.clone()),
@@ -479,8 +516,18 @@ fn run(cli: Cli) -> Result<()> {
                     data,
                     limit,
                     device,
+                    precision,
                 },
-        } => cli::encoder::bench(&encoder, &device, &data, limit),
+        } => cli::encoder::bench(&encoder, &device, &precision, &data, limit),
+        Command::Encoder {
+            command:
+                EncoderCommand::Embed {
+                    encoder,
+                    precision,
+                    passage,
+                    text,
+                },
+        } => cli::encoder::embed(&encoder, &precision, passage, &text),
         Command::Encoder {
             command:
                 EncoderCommand::Latency {
@@ -585,6 +632,12 @@ fn chat(shop: &str, config: &Path, model: &Path, data_dir: &Path, json: bool) ->
     Ok(())
 }
 
+/// The fast model in `dir`, or the cascade of the encoder head there.
+fn load_intents(dir: &Path, device: &str) -> Result<nlu::cascade::Cascade> {
+    nlu::cascade::load(dir, &nlu::device(device)?)
+        .with_context(|| format!("loading the intent model in {}", dir.display()))
+}
+
 fn load_model(dir: &Path, device: &str) -> Result<IntentModel> {
     IntentModel::load(dir, &nlu::device(device)?)
         .with_context(|| format!("loading the intent model in {}", dir.display()))
@@ -682,7 +735,12 @@ fn cross_validate(
     Ok(())
 }
 
-fn write_dataset(name: DatasetName, out: &Path, src: Option<PathBuf>) -> Result<()> {
+fn write_dataset(
+    name: DatasetName,
+    out: &Path,
+    src: Option<PathBuf>,
+    shots: Option<(usize, u64)>,
+) -> Result<()> {
     let src = src.unwrap_or_else(datasets::shared_data_dir);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let write = |file: &str, ex: &[data::Example]| -> Result<()> {
@@ -691,6 +749,29 @@ fn write_dataset(name: DatasetName, out: &Path, src: Option<PathBuf>) -> Result<
         eprintln!("wrote {} ({} examples)", path.display(), ex.len());
         Ok(())
     };
+    if let Some((k, seed)) = shots {
+        let all = match name {
+            DatasetName::Clinc150 => {
+                let d = datasets::clinc150(&src.join("clinc150/data_full.json"))?;
+                d.train.into_iter().chain(d.val).chain(d.test).collect()
+            }
+            DatasetName::Banking77 => datasets::banking77(&src.join("banking77/train.csv"))?,
+            DatasetName::Smp2019 => datasets::smp2019(&src.join("smp2019_ecdt_nlu/train.json"))?,
+        };
+        let split = datasets::few_shot(&all, k, seed);
+        write("train.jsonl", &split.train)?;
+        write("val.jsonl", &split.val)?;
+        write("test.jsonl", &split.test)?;
+        if !split.dropped.is_empty() {
+            eprintln!(
+                "left out {} labels with fewer than {} examples: {}",
+                split.dropped.len(),
+                2 * k,
+                split.dropped.join(", ")
+            );
+        }
+        return Ok(());
+    }
     match name {
         DatasetName::Clinc150 => {
             let d = datasets::clinc150(&src.join("clinc150/data_full.json"))?;

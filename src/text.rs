@@ -8,6 +8,10 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+/// Longest shopper message accepted, in characters. An FAQ question is a message a shopper could
+/// send, so the import takes questions up to the same length.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
 /// Normalize one message for the models: NFKC (which also folds full-width ASCII to half-width),
 /// CJK punctuation to ASCII, lower case, Traditional to Simplified Chinese, emoji removed, shop-talk
 /// filler (亲, 在吗, 哈哈, trailing particles) removed, whitespace collapsed.

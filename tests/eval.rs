@@ -30,6 +30,7 @@ fn trace(faq: &[&str], risk: &[RiskKind]) -> Trace {
                 id: id.to_string(),
                 score: 0.5,
                 matched: String::new(),
+                intent: None,
             })
             .collect(),
         policy: Default::default(),

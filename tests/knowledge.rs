@@ -184,7 +184,7 @@ fn every_bad_row_is_reported_and_nothing_changes() {
             6,
             "duplicate id 'bad-004' (first at line 5) with a different answer",
         ),
-        (7, "answer is 5001 characters, the limit is 5000"),
+        (7, "answer is 10001 characters, the limit is 10000"),
         (8, "valid_to '11月20日' is not a date"),
         (9, "notify_human 'maybe' is not true or false"),
         (10, "is after valid_to"),
@@ -529,4 +529,44 @@ fn stackfaq_reranking_beats_bm25() {
     let half = faq_eval::stackfaq(&path, 0.5, 42).unwrap();
     let ours = faq_eval::run(&half, Analyzer::default(), RankWeights::default(), now).unwrap();
     assert!(ours.map >= 0.87 && ours.hit_at_1 >= 0.86, "{ours:?}");
+}
+
+#[test]
+fn a_long_paraphrase_imports_and_a_question_past_the_message_limit_is_refused_with_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    // A story a shopper really types, ending in the question: 318 characters.
+    let story = "亲，我上个月在你们家买了一件羊毛大衣，当时客服说可以七天无理由退换，结果我收到以后发现袖子有点长，"
+        .repeat(7);
+    let similar: String = story
+        .chars()
+        .take(310)
+        .chain("这种情况还能退吗".chars())
+        .collect();
+    assert_eq!(similar.chars().count(), 318);
+    let path = dir.path().join("long.csv");
+    std::fs::write(
+        &path,
+        format!("id,question,similar,answer\nret-1,能退货吗,{similar},七天内可以退。\n"),
+    )
+    .unwrap();
+    let entries = import::read_file(&path, None).unwrap();
+    assert_eq!(entries[0].similar, std::slice::from_ref(&similar));
+
+    // One character past what a shopper may send is refused, with the row, and nothing else is.
+    let too_long: String = "退".repeat(honeydesk::text::MAX_MESSAGE_CHARS + 1);
+    std::fs::write(
+        &path,
+        format!("id,question,similar,answer\nret-1,能退货吗,{similar},七天内可以退。\nret-2,{too_long},,可以。\n"),
+    )
+    .unwrap();
+    let errors = import_errors(import::read_file(&path, None));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].at, Location::Line(3));
+    assert!(
+        errors[0]
+            .reason
+            .contains("question is 2001 characters, the limit is 2000"),
+        "{}",
+        errors[0].reason
+    );
 }

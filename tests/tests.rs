@@ -5,6 +5,7 @@ mod agent;
 mod browser;
 mod common;
 mod dialog;
+mod e5;
 mod embed;
 mod encoder;
 mod eval;

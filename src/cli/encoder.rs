@@ -10,15 +10,38 @@ use anyhow::{bail, Context, Result};
 use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
 use honeydesk::nlu::cascade::{self, Cascade, Tier};
 use honeydesk::nlu::data::{self, Example};
+use honeydesk::nlu::e5::Precision;
 use honeydesk::nlu::encoder::Encoder;
 use honeydesk::nlu::head::{self, EncoderIntentModel, HeadConfig, Words};
 use honeydesk::nlu::IntentModel;
 
 pub fn load_encoder(dir: &Path, device: &str) -> Result<Arc<Encoder>> {
+    load_encoder_with(dir, device, "f32")
+}
+
+/// [`load_encoder`] at a precision (`q4` or `f32`; an e5 folder's matrices only).
+pub fn load_encoder_with(dir: &Path, device: &str, precision: &str) -> Result<Arc<Encoder>> {
     let device = honeydesk::nlu::device(device)?;
-    Ok(Arc::new(Encoder::load(dir, &device).with_context(
-        || format!("loading the sentence encoder in {}", dir.display()),
-    )?))
+    let precision: Precision = precision.parse()?;
+    Ok(Arc::new(
+        Encoder::load_with(dir, &device, precision)
+            .with_context(|| format!("loading the sentence encoder in {}", dir.display()))?,
+    ))
+}
+
+/// `honeydesk encoder embed`: each text's vector as a JSON array on a line of its own.
+pub fn embed(dir: &Path, precision: &str, passage: bool, texts: &[String]) -> Result<()> {
+    let encoder = load_encoder_with(dir, "cpu", precision)?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = if passage {
+        encoder.embed_passages(&texts)?
+    } else {
+        encoder.embed(&texts)?
+    };
+    for v in vectors {
+        println!("{}", serde_json::to_string(&v)?);
+    }
+    Ok(())
 }
 
 /// A head, its encoder (`encoder` if given, else the folder the head was trained with) and the
@@ -347,8 +370,16 @@ pub fn cross_validate(
 }
 
 /// Sentences per second at batch 1 and at batch 32, on the texts of `data`.
-pub fn bench(encoder: &Path, device: &str, data_path: &Path, limit: usize) -> Result<()> {
-    let encoder = load_encoder(encoder, device)?;
+pub fn bench(
+    encoder: &Path,
+    device: &str,
+    precision: &str,
+    data_path: &Path,
+    limit: usize,
+) -> Result<()> {
+    let started = Instant::now();
+    let encoder = load_encoder_with(encoder, device, precision)?;
+    let loaded = started.elapsed();
     let texts = bench_texts(data_path, limit)?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     // One warm-up pass, so the first allocation does not count.
@@ -367,9 +398,11 @@ pub fn bench(encoder: &Path, device: &str, data_path: &Path, limit: usize) -> Re
     head::embed(&encoder, &texts)?;
     let batch32 = texts.len() as f64 / started.elapsed().as_secs_f64();
     println!(
-        "{} sentences, encoder {}: batch 1 {:.0}/s (median {:.2} ms each), batch {} {:.0}/s",
+        "{} sentences, encoder {} ({precision}, loaded in {:.2} s): batch 1 {:.0}/s (median {:.2} \
+         ms each), batch {} {:.0}/s",
         texts.len(),
         encoder.id.name,
+        loaded.as_secs_f64(),
         batch1,
         median,
         honeydesk::nlu::encoder::BATCH,

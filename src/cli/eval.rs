@@ -10,13 +10,17 @@ use honeydesk::config::{DEMO_FAQ, DEMO_SHOP};
 use honeydesk::dialog::{DialogConfig, Engine};
 use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
 use honeydesk::eval::replay::{self, ReplayMetrics, SweepPoint};
-use honeydesk::knowledge::{self, import, Analyzer, ImportMode, Knowledge, RankWeights};
-use honeydesk::nlu::{Example, IntentModel};
+use honeydesk::knowledge::{
+    self, import, Analyzer, HybridPolicy, ImportMode, Knowledge, RankWeights,
+};
+use honeydesk::nlu::cascade::{self, Cascade};
+use honeydesk::nlu::Example;
 use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
 
 pub struct EvalArgs {
     pub data: PathBuf,
-    pub model: IntentModel,
+    /// The fast model alone, or a cascade with its encoder (which then serves the FAQ too).
+    pub model: Cascade,
     pub shop: Option<String>,
     pub faq: Option<PathBuf>,
     pub config: Option<PathBuf>,
@@ -73,7 +77,7 @@ pub struct Replayed {
     pub policy: honeydesk::dialog::Policy,
     pub shop: String,
     pub bad: usize,
-    pub model: Arc<IntentModel>,
+    pub model: Arc<Cascade>,
 }
 
 /// Load the log, set up the shop and the engine exactly as `serve` would, and replay.
@@ -87,16 +91,28 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
     // The shop: a FAQ file or the demo shop go into a scratch data directory; --shop reads the
     // real one (the demo shop is imported there first if it is missing, as `serve` does).
     let scratch = tempfile::tempdir()?;
+    let semantic = |k: Knowledge| match args.model.head() {
+        Some(head) => k.with_semantic(head.encoder.clone(), HybridPolicy::default()),
+        None => k,
+    };
     let (knowledge, shop) = match (&args.shop, &args.faq) {
         (Some(shop), None) => {
-            let k = Knowledge::open(&args.data_dir, Analyzer::default(), RankWeights::default());
+            let k = semantic(Knowledge::open(
+                &args.data_dir,
+                Analyzer::default(),
+                RankWeights::default(),
+            ));
             if shop == DEMO_SHOP && !k.has_shop(DEMO_SHOP) {
                 k.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
             }
             (k, shop.clone())
         }
         (_, faq) => {
-            let k = Knowledge::open(scratch.path(), Analyzer::default(), RankWeights::default());
+            let k = semantic(Knowledge::open(
+                scratch.path(),
+                Analyzer::default(),
+                RankWeights::default(),
+            ));
             let file = faq.clone().unwrap_or_else(|| PathBuf::from(DEMO_FAQ));
             let shop = args.shop.clone().unwrap_or_else(|| DEMO_SHOP.to_string());
             k.import_file(&shop, &file, None, ImportMode::Replace)?;
@@ -111,15 +127,15 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
         None => DialogConfig::default(),
     };
     let policy = config.policy(&shop);
-    let model = Arc::new(args.model);
     let life_care = LifeCareModel::load(Path::new(LIFE_CARE_MODEL))
         .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
     let engine = Engine::new(
-        model.clone(),
+        args.model,
         Arc::new(knowledge),
         Some(Arc::new(life_care)),
         config,
     );
+    let model = engine.intents().clone();
     let quiet = args.json;
     let results = replay::replay(&engine, &turns, &shop, now, &mut |done, total| {
         if !quiet {
@@ -165,9 +181,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let scored = if examples.is_empty() {
         Vec::new()
     } else {
-        Scored::from_model(&model, &examples)?
+        match model.head() {
+            Some(_) => {
+                let tiered = examples
+                    .iter()
+                    .map(|e| model.classify(&e.text))
+                    .collect::<Result<Vec<_>, _>>()?;
+                cascade::scored(&tiered, &examples)
+            }
+            None => Scored::from_model(model.fast(), &examples)?,
+        }
     };
-    let threshold = model.meta.threshold;
+    // The cascade's tiers have each applied their own threshold already (a rejected message
+    // scores as out of scope), so its metrics read the scores at 0; the fast model alone's at
+    // its own threshold.
+    let threshold = if model.head().is_some() {
+        0.0
+    } else {
+        model.fast().meta.threshold
+    };
     let intent = (!scored.is_empty()).then(|| IntentMetrics::compute(&scored, threshold));
     let sweep: Option<Vec<SweepPoint>> = sweep_on.then(|| replay::sweep(&turns, &results, &policy));
     let best = sweep

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 
 use honeydesk::dialog::{Action, Source};
 use honeydesk::eval::intent::Scored;
-use honeydesk::eval::replay::{answer_is_wrong, LabelledTurn, SweepPoint, TurnResult};
+use honeydesk::eval::replay::{
+    answer_is_wrong, EntryIntents, LabelledTurn, SweepPoint, TurnResult,
+};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -109,6 +111,46 @@ fn histogram_svg(correct: &[f32], wrong: &[f32]) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `lines.jsonl`: every replayed line with its labels and what the engine did, one JSON object a
+/// line, for an analyst to filter (the wrong answers, the clarifications of one intent, ...).
+fn write_lines(path: &Path, turns: &[LabelledTurn], results: &[TurnResult]) -> Result<()> {
+    let known = EntryIntents::of(turns);
+    let mut text = String::new();
+    for (t, r) in turns.iter().zip(results) {
+        let trace = &r.decision.trace;
+        let (source, wrong) = match &r.decision.action {
+            Action::Answer { source, .. } => (
+                Some(match source {
+                    Source::Faq(id) => format!("faq:{id}"),
+                    Source::Intent(i) => format!("intent:{i}"),
+                    Source::Action(a) => format!("action:{a}"),
+                }),
+                Some(answer_is_wrong(t, source, &known)),
+            ),
+            _ => (None, None),
+        };
+        let line = serde_json::json!({
+            "line": t.line,
+            "conversation": t.conversation,
+            "text": t.text,
+            "intent": t.intent,
+            "faq": t.faq,
+            "expected": t.expected.map(|e| format!("{e:?}").to_lowercase()),
+            "risk": t.risk,
+            "decided": format!("{:?}", honeydesk::eval::replay::decided(&r.decision.action)).to_lowercase(),
+            "rule": trace.rule,
+            "source": source,
+            "wrong": wrong,
+            "tier": trace.tier,
+            "intents": trace.intents.iter().take(3).collect::<Vec<_>>(),
+            "faq_candidates": trace.faq.iter().take(3).map(|c| (&c.id, c.score)).collect::<Vec<_>>(),
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 pub fn write(
     dir: &Path,
     out: &serde_json::Value,
@@ -119,6 +161,7 @@ pub fn write(
     threshold: f32,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_lines(&dir.join("lines.jsonl"), turns, results)?;
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>honeydesk eval report</title>\
          <style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}\
@@ -262,6 +305,7 @@ pub fn write(
 
     // Confidence of the bot's answers, right against wrong.
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
+    let known = EntryIntents::of(turns);
     for (t, r) in turns.iter().zip(results) {
         if let Action::Answer { source, .. } = &r.decision.action {
             let conf = match source {
@@ -270,7 +314,7 @@ pub fn write(
                 Source::Action(_) => None,
             };
             if let Some(c) = conf {
-                if answer_is_wrong(t, Some(source)) {
+                if answer_is_wrong(t, source, &known) {
                     wrong.push(c)
                 } else {
                     right.push(c)

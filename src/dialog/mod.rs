@@ -188,6 +188,10 @@ pub struct FaqCandidate {
     pub id: String,
     pub score: f32,
     pub matched: String,
+    /// The intent the fast model reads in the entry's standard question, when the decision
+    /// needed it (the best candidate only, below `faq_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
 }
 
 /// Everything that led to a decision.
@@ -408,8 +412,14 @@ const UNHELPFUL: &[&str] = &[
 ];
 
 /// The dialogue engine. Shared by every conversation; holds no per-conversation state.
+/// Most FAQ questions whose intent an engine keeps read (then it starts over).
+const ENTRY_INTENTS_KEPT: usize = 100_000;
+
 pub struct Engine {
     intents: Arc<Cascade>,
+    /// The intent the fast model reads in an FAQ entry's standard question, by the question: an
+    /// entry asks the same thing until the merchant edits it, and the edit is a new key.
+    entry_intents: dashmap::DashMap<String, Option<String>>,
     knowledge: Arc<Knowledge>,
     life_care: Option<Arc<LifeCareModel>>,
     config: ArcSwap<DialogConfig>,
@@ -426,11 +436,32 @@ impl Engine {
     ) -> Self {
         Engine {
             intents: Arc::new(intents.into()),
+            entry_intents: dashmap::DashMap::new(),
             knowledge,
             life_care,
             config: ArcSwap::from_pointee(config),
             responses: responses::bundled(),
         }
+    }
+
+    /// The intent of an FAQ entry's standard question, as the fast model reads it (`None`: out of
+    /// scope).
+    fn entry_intent(&self, question: &str) -> Result<Option<String>, NluError> {
+        if let Some(known) = self.entry_intents.get(question) {
+            return Ok(known.clone());
+        }
+        let intent = self.intents.fast().classify(question)?.intent;
+        if self.entry_intents.len() >= ENTRY_INTENTS_KEPT {
+            self.entry_intents.clear();
+        }
+        self.entry_intents
+            .insert(question.to_string(), intent.clone());
+        Ok(intent)
+    }
+
+    /// The intent models the engine asks.
+    pub fn intents(&self) -> &Arc<Cascade> {
+        &self.intents
     }
 
     /// Replace the configuration; the next message of every shop sees it.
@@ -444,10 +475,6 @@ impl Engine {
 
     pub fn knowledge(&self) -> &Knowledge {
         &self.knowledge
-    }
-
-    pub fn intents(&self) -> &Cascade {
-        &self.intents
     }
 
     /// Whether deciding for `shop` may wait on something slow: the sentence encoder (the
@@ -587,14 +614,34 @@ impl Engine {
                 id: h.entry.id.clone(),
                 score: h.score,
                 matched: h.matched.clone(),
+                intent: None,
             })
             .collect();
 
         trace.intent_in_scope = prediction.intent.is_some();
         let faq_scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
-        match choose(&policy, &faq_scores, &trace.intents, trace.intent_in_scope) {
+        // The entry's own intent is read only when it can decide: the best candidate below the
+        // FAQ threshold but above the agreement one.
+        if let Some(best) = hits
+            .first()
+            .filter(|h| h.score < policy.faq_threshold && h.score >= policy.faq_agree_threshold)
+        {
+            trace.faq[0].intent = self.entry_intent(&best.entry.question)?;
+        }
+        let top_entry_intent = trace.faq.first().and_then(|c| c.intent.as_deref());
+        match choose(
+            &policy,
+            &faq_scores,
+            top_entry_intent,
+            &trace.intents,
+            trace.intent_in_scope,
+        ) {
             Choose::Faq(i) => {
-                trace.rule = "faq.confident".into();
+                trace.rule = if faq_scores[i] >= policy.faq_threshold {
+                    "faq.confident".into()
+                } else {
+                    "faq.intent_agrees".into()
+                };
                 conv.unhelpful = if said_unhelpful { conv.unhelpful } else { 0 };
                 let entry = &hits[i].entry;
                 let action = Action::Answer {
@@ -839,13 +886,24 @@ pub enum Choose {
     Nothing,
 }
 
-/// Choose on scores. `faq` holds the FAQ candidates' scores, best first; `intents` the top
-/// in-scope intents, best first; `in_scope` whether the model's verdict was in scope at all.
+/// Choose on scores. `faq` holds the FAQ candidates' scores, best first; `top_entry_intent` the
+/// intent of the best candidate's standard question, if read; `intents` the top in-scope
+/// intents, best first; `in_scope` whether the model's verdict was in scope at all.
 ///
 /// The FAQ comes first because a merchant's own answer beats a platform default. The runner-up
 /// counts whatever its score: two entries that match almost equally well are a question to ask,
-/// even when only one of them clears the threshold.
-pub fn choose(policy: &Policy, faq: &[f32], intents: &[(String, f32)], in_scope: bool) -> Choose {
+/// even when only one of them clears the threshold. Below the FAQ threshold, the best entry
+/// still answers when the intent model is confident (unambiguously, on its own threshold) in the
+/// very intent the entry's question has, and the entry clears `faq_agree_threshold`: a shopper's
+/// "我的快递三天没动了" shares few words with "物流一直不更新怎么办", but both read as
+/// where_is_my_parcel, and the merchant's answer beats asking for an order number.
+pub fn choose(
+    policy: &Policy,
+    faq: &[f32],
+    top_entry_intent: Option<&str>,
+    intents: &[(String, f32)],
+    in_scope: bool,
+) -> Choose {
     if let Some(&best) = faq.first().filter(|s| **s >= policy.faq_threshold) {
         let close: Vec<usize> = (1..faq.len())
             .filter(|&i| best - faq[i] < policy.ambiguity_gap)
@@ -855,13 +913,21 @@ pub fn choose(policy: &Policy, faq: &[f32], intents: &[(String, f32)], in_scope:
         }
         return Choose::FaqClarify(std::iter::once(0).chain(close).take(3).collect());
     }
-    if let Some((_, p)) = intents.first().filter(|_| in_scope) {
+    if let Some((intent, p)) = intents.first().filter(|_| in_scope) {
         if *p >= policy.intent_threshold {
             let close: Vec<usize> = (1..intents.len())
                 .filter(|&i| p - intents[i].1 < policy.ambiguity_gap)
                 .collect();
             if close.is_empty() {
-                return Choose::Intent(0);
+                let agrees = top_entry_intent == Some(intent.as_str())
+                    && faq
+                        .first()
+                        .is_some_and(|s| *s >= policy.faq_agree_threshold);
+                return if agrees {
+                    Choose::Faq(0)
+                } else {
+                    Choose::Intent(0)
+                };
             }
             return Choose::IntentClarify(std::iter::once(0).chain(close).take(3).collect());
         }

@@ -65,6 +65,9 @@ pub struct Policy {
     pub ambiguity_gap: f32,
     /// Lowest FAQ retrieval score (0..=1) the bot answers with.
     pub faq_threshold: f32,
+    /// Lowest FAQ score the bot answers with when the intent model, confident on its own, names
+    /// the same intent as the entry's standard question: two independent readings agreeing.
+    pub faq_agree_threshold: f32,
     /// Unhelpful bot turns in a row (fallbacks, "没用") before a handoff.
     pub unhelpful_limit: u32,
     pub risk: RiskSwitches,
@@ -82,6 +85,7 @@ impl Default for Policy {
             intent_threshold: 0.45,
             ambiguity_gap: 0.1,
             faq_threshold: 0.45,
+            faq_agree_threshold: 0.2,
             unhelpful_limit: 2,
             risk: RiskSwitches::default(),
             reception: Reception::default(),
@@ -99,6 +103,7 @@ pub struct PolicyOverride {
     pub intent_threshold: Option<f32>,
     pub ambiguity_gap: Option<f32>,
     pub faq_threshold: Option<f32>,
+    pub faq_agree_threshold: Option<f32>,
     pub unhelpful_limit: Option<u32>,
     pub risk: Option<RiskSwitches>,
     pub reception: Option<Reception>,
@@ -140,6 +145,7 @@ impl DialogConfig {
                 ("intent_threshold", p.intent_threshold),
                 ("ambiguity_gap", p.ambiguity_gap),
                 ("faq_threshold", p.faq_threshold),
+                ("faq_agree_threshold", p.faq_agree_threshold),
             ] {
                 if !(0.0..=1.0).contains(&v) {
                     return Err(format!("{who}: {name} must be between 0 and 1, got {v}"));
@@ -212,6 +218,7 @@ impl DialogConfig {
             ("intent_threshold", round(change.intent_threshold)),
             ("ambiguity_gap", round(change.ambiguity_gap)),
             ("faq_threshold", round(change.faq_threshold)),
+            ("faq_agree_threshold", round(change.faq_agree_threshold)),
         ] {
             if let Some(v) = v {
                 fields.insert(name.into(), toml::Value::Float(v));
@@ -253,6 +260,9 @@ impl DialogConfig {
             }
             if let Some(v) = o.faq_threshold {
                 p.faq_threshold = v;
+            }
+            if let Some(v) = o.faq_agree_threshold {
+                p.faq_agree_threshold = v;
             }
             if let Some(v) = o.unhelpful_limit {
                 p.unhelpful_limit = v;

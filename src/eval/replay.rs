@@ -258,27 +258,72 @@ pub fn replay(
     Ok(out)
 }
 
-/// The decision a shopper saw, in the log's vocabulary.
+/// The decision a shopper saw, in the log's vocabulary. Asking for a missing value (the order
+/// number) is a clarifying question: the shopper has no answer yet.
 pub fn decided(action: &Action) -> Expected {
     match action {
-        Action::Answer { .. } | Action::AskFor { .. } => Expected::Answer,
-        Action::Clarify { .. } => Expected::Clarify,
+        Action::Answer { .. } => Expected::Answer,
+        Action::Clarify { .. } | Action::AskFor { .. } => Expected::Clarify,
         Action::Handoff { .. } | Action::Closed { .. } | Action::Silent => Expected::Handoff,
     }
 }
 
+/// Which FAQ entries answer which intent, as the log's own labels say (every line labelled with
+/// both an intent and an entry ties the two): so an FAQ answer to a line labelled only with an
+/// intent can still be judged.
+#[derive(Debug, Clone, Default)]
+pub struct EntryIntents {
+    by_entry: HashMap<String, HashSet<String>>,
+    by_intent: HashMap<String, HashSet<String>>,
+}
+
+impl EntryIntents {
+    pub fn of(turns: &[LabelledTurn]) -> EntryIntents {
+        let mut out = EntryIntents::default();
+        for t in turns {
+            if let (Some(faq), Some(intent)) = (&t.faq, &t.intent) {
+                out.by_entry
+                    .entry(faq.clone())
+                    .or_default()
+                    .insert(intent.clone());
+                out.by_intent
+                    .entry(intent.clone())
+                    .or_default()
+                    .insert(faq.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether entry `id` is known to answer another intent than `intent` and not `intent`, or
+    /// `intent` is known to be answered by other entries only.
+    fn belongs_elsewhere(&self, id: &str, intent: &str) -> bool {
+        let of_intent = self.by_intent.get(intent);
+        if of_intent.is_some_and(|ids| ids.contains(id)) {
+            return false;
+        }
+        of_intent.is_some_and(|ids| !ids.is_empty())
+            || self
+                .by_entry
+                .get(id)
+                .is_some_and(|intents| !intents.contains(intent))
+    }
+}
+
 /// Whether a bot answer is wrong by the line's labels: a different FAQ entry or intent than
-/// labelled, any answer to an out-of-scope line, or an answer where a handoff was expected.
-pub fn answer_is_wrong(turn: &LabelledTurn, source: Option<&Source>) -> bool {
+/// labelled, an FAQ entry that by the log's labels answers another intent than the line's, any
+/// answer to an out-of-scope line, or an answer where a handoff or a risk was labelled.
+pub fn answer_is_wrong(turn: &LabelledTurn, source: &Source, known: &EntryIntents) -> bool {
     if turn.expected == Some(Expected::Handoff) || turn.risk.is_some() {
         return true;
     }
     match (source, &turn.faq, turn.intent.as_deref()) {
-        (Some(Source::Faq(id)), Some(gold), _) => id != gold,
-        (Some(Source::Faq(_)), None, Some("oos")) => true,
-        (Some(Source::Intent(i)), Some(_), Some(gold)) => i != gold,
-        (Some(Source::Intent(_)), Some(_), None) => true,
-        (Some(Source::Intent(i)), None, Some(gold)) => i != gold,
+        (_, None, Some("oos")) => true,
+        (Source::Faq(id), Some(gold), _) => id != gold,
+        (Source::Faq(id), None, Some(intent)) => known.belongs_elsewhere(id, intent),
+        (Source::Intent(i), Some(_), Some(gold)) => i != gold,
+        (Source::Intent(_), Some(_), None) => true,
+        (Source::Intent(i), None, Some(gold)) => i != gold,
         _ => false,
     }
 }
@@ -352,6 +397,7 @@ impl ReplayMetrics {
         assert_eq!(turns.len(), results.len());
         let n = turns.len();
         let ratio = |a: usize, b: usize| (b > 0).then(|| a as f64 / b as f64);
+        let known = EntryIntents::of(turns);
 
         // FAQ retrieval, over lines labelled with an FAQ id that the engine retrieved for.
         let (mut faq_n, mut h1, mut h3, mut rr) = (0usize, 0usize, 0usize, 0.0);
@@ -387,10 +433,7 @@ impl ReplayMetrics {
             }
             if let Action::Answer { source, .. } = &r.decision.action {
                 answered += 1;
-                wrong += usize::from(answer_is_wrong(t, Some(source)));
-            } else if matches!(r.decision.action, Action::AskFor { .. }) {
-                answered += 1;
-                wrong += usize::from(answer_is_wrong(t, None));
+                wrong += usize::from(answer_is_wrong(t, source, &known));
             }
         }
         // Resolution: the last line of each conversation decides.
@@ -510,6 +553,7 @@ pub struct SweepPoint {
 pub fn sweep(turns: &[LabelledTurn], results: &[TurnResult], base: &Policy) -> Vec<SweepPoint> {
     let grid: Vec<f32> = (1..=19).map(|i| i as f32 * 0.05).collect();
     let gaps = [0.0f32, 0.05, 0.1, 0.15, 0.2];
+    let known = EntryIntents::of(turns);
     let mut points = Vec::new();
     for &it in &grid {
         for &ft in &grid {
@@ -531,20 +575,25 @@ pub fn sweep(turns: &[LabelledTurn], results: &[TurnResult], base: &Policy) -> V
                     if !confidence_step {
                         if let Action::Answer { source, .. } = &r.decision.action {
                             answered += 1;
-                            wrong += usize::from(answer_is_wrong(t, Some(source)));
+                            wrong += usize::from(answer_is_wrong(t, source, &known));
                         }
                         continue;
                     }
                     let scores: Vec<f32> = trace.faq.iter().map(|c| c.score).collect();
-                    let source =
-                        match choose(&policy, &scores, &trace.intents, trace.intent_in_scope) {
-                            Choose::Faq(i) => Some(Source::Faq(trace.faq[i].id.clone())),
-                            Choose::Intent(i) => Some(Source::Intent(trace.intents[i].0.clone())),
-                            _ => None,
-                        };
+                    let source = match choose(
+                        &policy,
+                        &scores,
+                        trace.faq.first().and_then(|c| c.intent.as_deref()),
+                        &trace.intents,
+                        trace.intent_in_scope,
+                    ) {
+                        Choose::Faq(i) => Some(Source::Faq(trace.faq[i].id.clone())),
+                        Choose::Intent(i) => Some(Source::Intent(trace.intents[i].0.clone())),
+                        _ => None,
+                    };
                     if let Some(source) = source {
                         answered += 1;
-                        wrong += usize::from(answer_is_wrong(t, Some(&source)));
+                        wrong += usize::from(answer_is_wrong(t, &source, &known));
                     }
                 }
                 points.push(SweepPoint {

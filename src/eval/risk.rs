@@ -166,6 +166,47 @@ pub struct LifeCareReport {
     pub smp2019: Option<Rate>,
     /// The bundled intent examples (all intents, oos included) that fire: false alarms.
     pub bundled_intents: Rate,
+    /// The sets written for honeydesk to measure with (`eval/life_care/*.txt`, never trained
+    /// on), by file name: `crisis_en` and `crisis_zh` (recall), `ordinary_en` and
+    /// `ordinary_zh` (false alarms on shop talk that looks like risk).
+    pub written: std::collections::BTreeMap<String, Rate>,
+}
+
+/// Folder of the written measurement sets, from the crate root.
+pub const WRITTEN_SETS: &str = "eval/life_care";
+
+/// Messages of a written set: one per line, `#` lines and blank lines skipped.
+pub fn written_set(path: &Path) -> Result<Vec<String>, data::DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| data::DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Every written set in `dir` (`*.txt`), by file stem.
+pub fn written_sets(
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, data::DataError> {
+    let mut out = std::collections::BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| data::DataError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "txt") {
+            if let Some(stem) = path.file_stem() {
+                out.insert(stem.to_string_lossy().into_owned(), written_set(&path)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Run the measurement. `split` names the SOS-1K file: `testdata` for the report, `fold1`..`fold5`
@@ -186,5 +227,9 @@ pub fn life_care(
         banking77_train: rate(sets.banking77_train.as_deref()),
         smp2019: rate(sets.smp2019.as_deref()),
         bundled_intents: Rate::of(detector, sets.bundled_intents.iter().map(String::as_str)),
+        written: written_sets(Path::new(WRITTEN_SETS))?
+            .into_iter()
+            .map(|(name, set)| (name, Rate::of(detector, set.iter().map(String::as_str))))
+            .collect(),
     })
 }

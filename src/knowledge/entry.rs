@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 
 /// Longest entry id, in characters.
 pub const MAX_ID_CHARS: usize = 64;
-/// Longest standard or similar question. Shoppers' messages are short; a 300-character "question"
-/// is almost always a column mix-up (the answer pasted into the question cell).
-pub const MAX_QUESTION_CHARS: usize = 300;
-/// Longest answer.
-pub const MAX_ANSWER_CHARS: usize = 5000;
+/// Longest standard or similar question: the longest message a shopper may send. Real FAQs carry
+/// long paraphrases (a story ending in the question), and one of them must not refuse the file.
+pub const MAX_QUESTION_CHARS: usize = crate::text::MAX_MESSAGE_CHARS;
+/// Longest answer (policies with their conditions run to a few thousand characters).
+pub const MAX_ANSWER_CHARS: usize = 10_000;
 /// Longest value of any other field (category, tag, sku, link, button).
 pub const MAX_FIELD_CHARS: usize = 300;
 /// Most similar questions one entry may carry.

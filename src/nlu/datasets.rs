@@ -100,3 +100,82 @@ pub fn smp2019(path: &Path) -> Result<Vec<Example>> {
         })
         .collect())
 }
+
+/// A few-shot split: `shots` training examples per label, up to as many validation examples,
+/// and the rest to test on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FewShot {
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
+    pub test: Vec<Example>,
+    /// Labels left out for having fewer than `2 × shots` examples.
+    pub dropped: Vec<String>,
+}
+
+/// Split `examples` for a `shots`-shot measurement, seeded. Each label with at least
+/// `2 × shots` examples gives `shots` to training, `min(shots, (n − shots) / 2)` to validation
+/// and the rest (at least half of what is left) to test; labels with fewer are dropped, since a
+/// label seen fewer times than the shots cannot be trained on as the others are.
+pub fn few_shot(examples: &[Example], shots: usize, seed: u64) -> FewShot {
+    let mut by_label: std::collections::BTreeMap<&str, Vec<&Example>> = Default::default();
+    for e in examples {
+        by_label.entry(e.label()).or_default().push(e);
+    }
+    let mut rng = crate::nlu::rng::SplitMix64::new(seed);
+    let mut out = FewShot {
+        train: Vec::new(),
+        val: Vec::new(),
+        test: Vec::new(),
+        dropped: Vec::new(),
+    };
+    for (label, mut items) in by_label {
+        if shots == 0 || items.len() < 2 * shots {
+            out.dropped.push(label.to_string());
+            continue;
+        }
+        rng.shuffle(&mut items);
+        let val = shots.min((items.len() - shots) / 2);
+        out.train
+            .extend(items[..shots].iter().map(|e| (*e).clone()));
+        out.val
+            .extend(items[shots..shots + val].iter().map(|e| (*e).clone()));
+        out.test
+            .extend(items[shots + val..].iter().map(|e| (*e).clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_shot_splits_are_disjoint_seeded_and_drop_rare_labels() {
+        let mut examples = Vec::new();
+        for i in 0..23 {
+            examples.push(Example::new(format!("a{i}"), Some("a")));
+        }
+        for i in 0..7 {
+            examples.push(Example::new(format!("b{i}"), Some("b")));
+        }
+        let s = few_shot(&examples, 5, 1);
+        assert_eq!(s.dropped, ["b"]);
+        assert_eq!((s.train.len(), s.val.len(), s.test.len()), (5, 5, 13));
+        let mut all: Vec<&str> = s
+            .train
+            .iter()
+            .chain(&s.val)
+            .chain(&s.test)
+            .map(|e| e.text.as_str())
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 23, "every example once");
+        assert_eq!(
+            few_shot(&examples, 5, 1),
+            s,
+            "the same seed, the same split"
+        );
+        assert_ne!(few_shot(&examples, 5, 2).train, s.train);
+    }
+}

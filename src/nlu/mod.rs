@@ -11,6 +11,7 @@
 pub mod cascade;
 pub mod data;
 pub mod datasets;
+pub mod e5;
 pub mod encoder;
 pub mod features;
 pub mod head;

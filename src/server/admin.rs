@@ -323,7 +323,13 @@ pub fn preview_on(
 ) -> Preview {
     let outcome = |p: &dialog::Policy, r: &DecisionRecord| {
         let faq: Vec<f32> = r.trace.faq.iter().map(|c| c.score).collect();
-        match dialog::choose(p, &faq, &r.trace.intents, r.trace.intent_in_scope) {
+        match dialog::choose(
+            p,
+            &faq,
+            r.trace.faq.first().and_then(|c| c.intent.as_deref()),
+            &r.trace.intents,
+            r.trace.intent_in_scope,
+        ) {
             Choose::Faq(_) | Choose::Intent(_) => 0,
             Choose::FaqClarify(_) | Choose::IntentClarify(_) => 1,
             Choose::Nothing => 2,
@@ -373,6 +379,7 @@ fn proposed(
         intent_threshold,
         ambiguity_gap,
         faq_threshold,
+        faq_agree_threshold,
         unhelpful_limit,
         risk,
         reception,

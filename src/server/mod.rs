@@ -228,8 +228,7 @@ impl Origin {
     }
 }
 
-/// Longest shopper message accepted, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 2000;
+pub use crate::text::MAX_MESSAGE_CHARS;
 
 /// The router, separate from binding so tests can drive it directly.
 pub fn app(state: Arc<AppState>) -> Router {
