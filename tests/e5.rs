@@ -472,3 +472,89 @@ fn the_real_model_gives_the_vector_its_package_computes() {
         .unwrap();
     assert!(cosine(&w[0], &w[1]) > cosine(&w[0], &w[2]));
 }
+
+#[test]
+fn the_cascade_routes_chinese_to_e5_when_e5_beat_the_fast_model_on_validation() {
+    use honeydesk::nlu::cascade::{self, Cascade, Tier};
+    use honeydesk::nlu::data::Example;
+    use honeydesk::nlu::head::{self, HeadConfig};
+    use honeydesk::nlu::{self, TrainConfig};
+    use std::sync::Arc;
+    let Some(dir) = real_e5() else { return };
+    let e5 = Arc::new(Encoder::load(&dir, &Device::Cpu).unwrap());
+    let ex = |pairs: &[(&str, &str)]| -> Vec<Example> {
+        pairs
+            .iter()
+            .map(|(i, t)| Example::new(*t, Some(*i)))
+            .collect()
+    };
+    let english = ex(&[
+        ("where_is_my_parcel", "where is my parcel"),
+        ("where_is_my_parcel", "track my order please"),
+        ("where_is_my_parcel", "has my package shipped yet"),
+        ("return_refund", "i want to return this"),
+        ("return_refund", "can i get my money back"),
+        ("return_refund", "how do i send it back for a refund"),
+    ]);
+    let chinese = ex(&[
+        ("where_is_my_parcel", "我的快递到哪了"),
+        ("where_is_my_parcel", "亲，包裹到哪里了"),
+        ("where_is_my_parcel", "帮我查一下物流"),
+        ("return_refund", "我要退款"),
+        ("return_refund", "亲，这个能退货吗"),
+        ("return_refund", "不想要了，把钱退给我"),
+    ]);
+    // The fast model never saw Chinese: on Chinese validation messages it can only guess.
+    let fast = nlu::train(&english, None, &TrainConfig::default(), &mut |_| {})
+        .unwrap()
+        .model;
+    let fast_dir = tempfile::tempdir().unwrap();
+    fast.save(fast_dir.path()).unwrap();
+    let mut all = english.clone();
+    all.extend(chinese.clone());
+    let cfg = HeadConfig {
+        epochs: 200,
+        lr: 0.05,
+        batch_size: 12,
+        weight_decay: 0.0,
+        ..HeadConfig::default()
+    };
+    let (mut model, val_features) = head::train(e5, false, &all, Some(&all), &cfg).unwrap();
+    let meta = cascade::fit(
+        &fast,
+        fast_dir.path().display().to_string(),
+        &model,
+        &all,
+        &val_features.unwrap(),
+        0.0,
+    )
+    .unwrap();
+    let (han_fast, han_e5) = (
+        meta.val.han_fast_accuracy.unwrap(),
+        meta.val.han_encoder_accuracy.unwrap(),
+    );
+    assert!(han_e5 > han_fast, "e5 knows Chinese: {meta:?}");
+    assert!(!meta.han_to_fast, "{meta:?}");
+    model.meta.cascade = Some(meta);
+    let c = Cascade::new(Arc::new(fast), Arc::new(model)).unwrap();
+    let r = c.classify("亲，能退货吗").unwrap();
+    assert_eq!(r.tier, Tier::Encoder, "{r:?}");
+    assert_eq!(r.prediction.label(), "return_refund");
+}
+
+#[test]
+fn faq_retrieval_sends_chinese_to_an_encoder_that_knows_chinese_only() {
+    use honeydesk::knowledge::semantic::{knows_chinese, HybridPolicy};
+    let Some(dir) = real_e5() else { return };
+    let e5 = Encoder::load(&dir, &Device::Cpu).unwrap();
+    assert!(knows_chinese(&e5));
+    assert!(HybridPolicy::for_encoder(&e5).wants("我的快递到哪了", &[]));
+    // An encoder whose vocabulary lacks Chinese (the tiny one here, as all-MiniLM-L6-v2) keeps
+    // Chinese on the words.
+    let tiny = tempfile::tempdir().unwrap();
+    tiny_e5(tiny.path(), 5);
+    let tiny = Encoder::load(tiny.path(), &Device::Cpu).unwrap();
+    assert!(!knows_chinese(&tiny));
+    assert!(!HybridPolicy::for_encoder(&tiny).wants("我的快递到哪了", &[]));
+    assert!(HybridPolicy::for_encoder(&tiny).wants("where is my parcel", &[]));
+}

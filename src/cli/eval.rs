@@ -92,7 +92,10 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
     // real one (the demo shop is imported there first if it is missing, as `serve` does).
     let scratch = tempfile::tempdir()?;
     let semantic = |k: Knowledge| match args.model.head() {
-        Some(head) => k.with_semantic(head.encoder.clone(), HybridPolicy::default()),
+        Some(head) => k.with_semantic(
+            head.encoder.clone(),
+            HybridPolicy::for_encoder(&head.encoder),
+        ),
         None => k,
     };
     let (knowledge, shop) = match (&args.shop, &args.faq) {

@@ -66,6 +66,10 @@ pub enum FaqCommand {
         /// A FAQ file; its similar questions are split into indexed ones and queries.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// With --file: index the whole FAQ and ask these questions instead (JSONL of
+        /// {"text", "faq": ID or null for one the FAQ does not cover}); nothing is tuned.
+        #[arg(long, requires = "file")]
+        queries: Option<PathBuf>,
         /// Share of each entry's paraphrases indexed as similar questions; the rest are queries.
         #[arg(long, default_value_t = 0.5)]
         indexed: f64,
@@ -119,10 +123,11 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
     let with = |encoder: &Option<PathBuf>| -> Result<Knowledge> {
         Ok(match encoder {
             None => store(),
-            Some(dir) => store().with_semantic(
-                super::encoder::load_encoder(dir, "cpu")?,
-                knowledge::HybridPolicy::default(),
-            ),
+            Some(dir) => {
+                let encoder = super::encoder::load_encoder(dir, "cpu")?;
+                let policy = knowledge::HybridPolicy::for_encoder(&encoder);
+                store().with_semantic(encoder, policy)
+            }
         })
     };
     match command {
@@ -213,6 +218,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
         FaqCommand::Eval {
             stackfaq,
             file,
+            queries,
             indexed,
             seed,
             segmenter,
@@ -224,6 +230,21 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
                 bail!("--indexed must be between 0 and 1");
             }
             let now = knowledge::now();
+            if let (Some(file), Some(queries)) = (&file, &queries) {
+                let entries = import::read_file(file, None)?;
+                let queries = faq_eval::held_out_queries(queries)?;
+                let encoder = encoder
+                    .map(|dir| crate::cli::encoder::load_encoder(&dir, "cpu"))
+                    .transpose()?;
+                let threshold = honeydesk::dialog::Policy::default().faq_threshold;
+                let r = faq_eval::held_out(entries, &queries, encoder.as_deref(), threshold, now)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    print_held_out(&r, queries.len());
+                }
+                return Ok(());
+            }
             let bench = match (stackfaq, file) {
                 (_, Some(file)) => {
                     let entries = import::read_file(&file, None)?;
@@ -291,6 +312,44 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
             }
             evaluate(&bench, segmenter, weights.unwrap_or_default(), json)
         }
+    }
+}
+
+fn print_held_out(r: &faq_eval::HeldOutReport, total: usize) {
+    println!(
+        "{} questions, {} the FAQ covers, {} it does not",
+        total,
+        total - r.uncovered,
+        r.uncovered
+    );
+    println!("ranker (covered)          hit@1   hit@3   MRR");
+    let rows = [
+        ("honeydesk lexical".to_string(), Some(r.lexical)),
+        ("cosine".to_string(), r.cosine),
+        (format!("hybrid {:.1}", r.weight), r.hybrid),
+        (format!("gated hybrid {:.1}", r.weight), r.gated),
+    ];
+    for (name, m) in rows {
+        if let Some(m) = m {
+            println!(
+                "{name:<25} {:.4}  {:.4}  {:.4}",
+                m.hit_at_1, m.hit_at_3, m.mrr
+            );
+        }
+    }
+    println!(
+        "at the FAQ threshold {:.2}: lexical answers {:.1}% of covered questions right and \
+         declines {:.1}% of uncovered ones",
+        r.threshold,
+        r.lexical_answered_right * 100.0,
+        r.lexical_declined * 100.0
+    );
+    if let (Some(right), Some(declined)) = (r.gated_answered_right, r.gated_declined) {
+        println!(
+            "                          gated hybrid answers {:.1}% right, declines {:.1}%",
+            right * 100.0,
+            declined * 100.0
+        );
     }
 }
 

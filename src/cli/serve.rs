@@ -64,7 +64,7 @@ pub fn run(config: Config) -> Result<()> {
     );
     // The cascade's encoder serves FAQ retrieval too, for the messages the words leave undecided.
     if let Some(head) = model.head() {
-        let policy = honeydesk::knowledge::HybridPolicy::default();
+        let policy = honeydesk::knowledge::HybridPolicy::for_encoder(&head.encoder);
         eprintln!(
             "FAQ: hybrid retrieval with {} (weight {}) when the words are weak or undecided",
             head.encoder.id.name, policy.weight

@@ -17,7 +17,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::knowledge::{Analyzer, FaqEntry, KnowledgeError, RankWeights, ShopIndex};
+use crate::knowledge::{Analyzer, FaqEntry, Hit, KnowledgeError, RankWeights, ShopIndex};
 use crate::nlu::rng::SplitMix64;
 
 /// A retrieval benchmark: entries to index and queries with their relevant entry ids.
@@ -156,7 +156,7 @@ pub fn hybrid(
     let mut order: Vec<usize> = (0..queries.len()).collect();
     SplitMix64::new(seed).shuffle(&mut order);
     let (tune, test) = order.split_at(order.len() / 2);
-    let policy = HybridPolicy::default();
+    let policy = HybridPolicy::for_encoder(encoder);
     // (metrics, share of queries that used the encoder)
     let ranked_with =
         |w: f32, which: &[usize], gated: bool| -> Result<(RetrievalMetrics, f64), KnowledgeError> {
@@ -347,4 +347,152 @@ mod tests {
         let (kept, held) = split(&[1, 2, 3, 4], 0.0, &mut rng);
         assert_eq!((kept.len(), held.len()), (0, 4));
     }
+}
+
+/// A shop's FAQ measured on questions written apart from it: every entry indexed with all its
+/// questions, and each query labelled with the entry that answers it, or with none when the FAQ
+/// does not cover it. Nothing is tuned here: the hybrid runs at the policy's weight.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldOutReport {
+    /// Covered queries: the lexical ranker, cosine alone, the hybrid on every query, and the
+    /// server's gated hybrid.
+    pub lexical: RetrievalMetrics,
+    pub cosine: Option<RetrievalMetrics>,
+    pub hybrid: Option<RetrievalMetrics>,
+    pub gated: Option<RetrievalMetrics>,
+    pub weight: f32,
+    /// Uncovered queries whose best score stays below the FAQ threshold (the bot would not answer
+    /// from the FAQ), for the words alone and the gated hybrid; and covered queries whose right
+    /// entry is first and clears it (the bot would answer right).
+    pub threshold: f32,
+    pub uncovered: usize,
+    pub lexical_declined: f64,
+    pub gated_declined: Option<f64>,
+    pub lexical_answered_right: f64,
+    pub gated_answered_right: Option<f64>,
+}
+
+/// Read held-out queries: JSONL of `{"text": ..., "faq": "ID" | null}`.
+pub fn held_out_queries(path: &Path) -> Result<Vec<(String, Option<String>)>, KnowledgeError> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        text: String,
+        faq: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KnowledgeError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let line: Line = serde_json::from_str(l).map_err(|e| KnowledgeError::Damaged {
+                shop: path.display().to_string(),
+                reason: format!("line {}: {e}", i + 1),
+            })?;
+            Ok((line.text, line.faq))
+        })
+        .collect()
+}
+
+/// Run [`HeldOutReport`] (`encoder`: also the cosine, hybrid and gated rankings).
+pub fn held_out(
+    entries: Vec<FaqEntry>,
+    queries: &[(String, Option<String>)],
+    encoder: Option<&crate::nlu::encoder::Encoder>,
+    threshold: f32,
+    now: DateTime<FixedOffset>,
+) -> Result<HeldOutReport, KnowledgeError> {
+    use crate::knowledge::semantic::{HybridPolicy, QuestionVectors, VectorStore};
+    let index = ShopIndex::build(entries, Analyzer::default(), RankWeights::default(), 1)?;
+    let covered: Vec<usize> = (0..queries.len())
+        .filter(|&i| queries[i].1.is_some())
+        .collect();
+    let uncovered: Vec<usize> = (0..queries.len())
+        .filter(|&i| queries[i].1.is_none())
+        .collect();
+    let relevant: Vec<HashSet<String>> = queries
+        .iter()
+        .map(|(_, f)| f.iter().cloned().collect())
+        .collect();
+    let metrics = |ranked: &[Vec<Hit>]| {
+        let ids: Vec<Vec<String>> = covered
+            .iter()
+            .map(|&i| ranked[i].iter().map(|h| h.entry.id.clone()).collect())
+            .collect();
+        let rel: Vec<&HashSet<String>> = covered.iter().map(|&i| &relevant[i]).collect();
+        RetrievalMetrics::compute(&ids, &rel)
+    };
+    let declined = |ranked: &[Vec<Hit>]| {
+        uncovered
+            .iter()
+            .filter(|&&i| ranked[i].first().is_none_or(|h| h.score < threshold))
+            .count() as f64
+            / uncovered.len().max(1) as f64
+    };
+    let answered_right = |ranked: &[Vec<Hit>]| {
+        covered
+            .iter()
+            .filter(|&&i| {
+                ranked[i]
+                    .first()
+                    .is_some_and(|h| h.score >= threshold && relevant[i].contains(&h.entry.id))
+            })
+            .count() as f64
+            / covered.len().max(1) as f64
+    };
+    let lexical: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|(q, _)| index.search(q, DEPTH, now))
+        .collect::<Result<_, _>>()?;
+    let mut report = HeldOutReport {
+        lexical: metrics(&lexical),
+        cosine: None,
+        hybrid: None,
+        gated: None,
+        weight: 0.0,
+        threshold,
+        uncovered: uncovered.len(),
+        lexical_declined: declined(&lexical),
+        gated_declined: None,
+        lexical_answered_right: answered_right(&lexical),
+        gated_answered_right: None,
+    };
+    let Some(encoder) = encoder else {
+        return Ok(report);
+    };
+    let nlu = |e: crate::nlu::NluError| KnowledgeError::Damaged {
+        shop: "sentence encoder".into(),
+        reason: e.to_string(),
+    };
+    let mut store = VectorStore::new(encoder);
+    let (vectors, _) = QuestionVectors::build(&index, encoder, &mut store)?;
+    let texts: Vec<&str> = queries.iter().map(|(q, _)| q.as_str()).collect();
+    let query_vectors = crate::nlu::head::embed_cached(encoder, &texts).map_err(nlu)?;
+    let policy = HybridPolicy::for_encoder(encoder);
+    let rank = |w: f32, gated: bool| -> Result<Vec<Vec<Hit>>, KnowledgeError> {
+        texts
+            .iter()
+            .zip(&query_vectors)
+            .map(|(q, v)| {
+                let lexical = index.lexical(q, now)?;
+                if gated {
+                    let top = lexical.top(DEPTH);
+                    if !policy.wants(q, &top) {
+                        return Ok(top);
+                    }
+                }
+                index.search_hybrid(lexical, v, &vectors, w, DEPTH, now)
+            })
+            .collect()
+    };
+    let gated = rank(policy.weight, true)?;
+    report.cosine = Some(metrics(&rank(1.0, false)?));
+    report.hybrid = Some(metrics(&rank(policy.weight, false)?));
+    report.gated = Some(metrics(&gated));
+    report.weight = policy.weight;
+    report.gated_declined = Some(declined(&gated));
+    report.gated_answered_right = Some(answered_right(&gated));
+    Ok(report)
 }

@@ -419,6 +419,11 @@ impl ShopIndex {
     /// Every indexed question (standard and similar ones of enabled entries), in the order of
     /// the question documents, with its entry's position in [`Self::entries`]: what
     /// [`super::semantic::QuestionVectors`] embeds.
+    /// The entry (its position in [`Self::entries`]) of each question document, in order.
+    pub fn question_entries(&self) -> Vec<u32> {
+        self.questions.iter().map(|q| q.entry).collect()
+    }
+
     pub fn question_texts(&self) -> Vec<(usize, &str)> {
         self.entries
             .iter()
@@ -464,7 +469,12 @@ impl ShopIndex {
             }
         }
         let mut hits: Vec<Hit> = Vec::with_capacity(best.len());
-        for (e, (cosine, qid)) in best {
+        for (e, (mut cosine, qid)) in best {
+            if let Some(answer) = vectors.answer(e as usize) {
+                let a = super::semantic::dot(query, answer);
+                cosine = (1.0 - super::semantic::ANSWER_SHARE) * cosine
+                    + super::semantic::ANSWER_SHARE * a;
+            }
             let entry = &self.entries[e as usize];
             if !entry.is_active(now) {
                 continue;
@@ -483,7 +493,7 @@ impl ShopIndex {
                     .to_string(),
             });
             hit.cosine = cosine;
-            hit.score = (1.0 - weight) * hit.score + weight * cosine.max(0.0);
+            hit.score = (1.0 - weight) * hit.score + weight * vectors.above_background(cosine);
             hits.push(hit);
         }
         sort_hits(&mut hits, |h| h.cosine);

@@ -25,14 +25,18 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// When a FAQ query pays for the encoder, and how its cosine is mixed in: the FAQ side of the
 /// cascade. The words answer when they are clear; the encoder is asked when the lexical ranking
 /// is weak (its top score below `weak`, or nothing matched) or undecided (the runner-up within
-/// `close` × the top score), and never for Chinese text, which the bundled English encoder does
-/// not know (on the demo shop its cosine ranks worse than the words).
+/// `close` × the top score), and for Chinese text only when the encoder knows Chinese (`han`:
+/// multilingual-e5 does; all-MiniLM-L6-v2, whose cosine ranks the demo shop's Chinese worse than
+/// the words, does not).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HybridPolicy {
     /// `w` of the hybrid score ([`ShopIndex::search_hybrid`]).
     pub weight: f32,
     pub close: f32,
     pub weak: f32,
+    /// Whether Chinese text may go to the encoder.
+    #[serde(default)]
+    pub han: bool,
 }
 
 impl Default for HybridPolicy {
@@ -43,14 +47,35 @@ impl Default for HybridPolicy {
             weight: 0.4,
             close: 0.85,
             weak: 0.5,
+            han: false,
         }
     }
 }
 
+/// Share of an answer's cosine in an entry's cosine, for an encoder that embeds answers apart
+/// from questions (e5: `passage: `): the answer says in the merchant's words what the questions
+/// leave out (a fault's symptoms, the parts a spec names).
+pub const ANSWER_SHARE: f32 = 0.3;
+
+/// Whether `encoder` knows Chinese: most of a shop question's pieces are in its vocabulary.
+pub fn knows_chinese(encoder: &Encoder) -> bool {
+    encoder
+        .unknown_share("亲，我的快递到哪了？能退货吗")
+        .is_ok_and(|share| share < 0.2)
+}
+
 impl HybridPolicy {
+    /// The policy for `encoder`: Chinese goes to it when it knows Chinese.
+    pub fn for_encoder(encoder: &Encoder) -> Self {
+        HybridPolicy {
+            han: knows_chinese(encoder),
+            ..HybridPolicy::default()
+        }
+    }
+
     /// Whether `text`, ranked `lexical` (best first) by the words, goes to the encoder.
     pub fn wants(&self, text: &str, lexical: &[Hit]) -> bool {
-        if crate::nlu::cascade::has_han(text) {
+        if !self.han && crate::nlu::cascade::has_han(text) {
             return false;
         }
         match lexical {
@@ -82,6 +107,12 @@ pub fn attach(
         .question_texts()
         .into_iter()
         .map(|(_, t)| key(t))
+        .chain(
+            index
+                .entries()
+                .iter()
+                .map(|e| key(&passage_key(&e.answer.text))),
+        )
         .collect();
     store.by_text.retain(|k, _| keep.contains(k));
     if counts.embedded > 0 || store.len() != before {
@@ -98,10 +129,43 @@ pub(crate) fn nlu(e: crate::nlu::NluError) -> KnowledgeError {
     }
 }
 
-/// One vector per question document of a [`ShopIndex`], in its order.
+/// One vector per question document of a [`ShopIndex`], in its order, and, for an encoder that
+/// embeds answers apart (e5), one per entry's answer.
 #[derive(Debug, Clone)]
 pub struct QuestionVectors {
     vectors: Vec<Vec<f32>>,
+    answers: Vec<Vec<f32>>,
+    /// The mean cosine of two questions of different entries: what "unrelated" scores with
+    /// this encoder on this shop (all-MiniLM-L6-v2 about 0.1 to 0.2, multilingual-e5 about 0.8,
+    /// since e5's vectors share a large common direction). Cosines are read above it, so that the
+    /// hybrid score and the FAQ threshold mean the same with either encoder.
+    background: f32,
+}
+
+/// The mean cosine between questions of different entries, over at most 4,000 pairs picked
+/// evenly (0 when the shop has one entry).
+fn background(index: &ShopIndex, vectors: &[Vec<f32>]) -> f32 {
+    let entry_of: Vec<u32> = index.question_entries();
+    let n = vectors.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    let step = (n * n / 4000).max(1);
+    let mut k = 0usize;
+    while k < n * n && count < 4000 {
+        let (i, j) = (k / n, k % n);
+        if i < j && entry_of[i] != entry_of[j] {
+            sum += dot(&vectors[i], &vectors[j]) as f64;
+            count += 1;
+        }
+        k += step;
+    }
+    if count == 0 {
+        0.0
+    } else {
+        (sum / count as f64) as f32
+    }
 }
 
 /// How many questions a build embedded and how many it found already embedded.
@@ -122,6 +186,16 @@ impl QuestionVectors {
 
     pub fn get(&self, question: usize) -> &[f32] {
         &self.vectors[question]
+    }
+
+    /// A cosine as read above the shop's background (see [`QuestionVectors`]), in 0..=1.
+    pub fn above_background(&self, cosine: f32) -> f32 {
+        ((cosine - self.background) / (1.0 - self.background).max(1e-6)).clamp(0.0, 1.0)
+    }
+
+    /// The answer vector of entry `entry`, when answers were embedded.
+    pub fn answer(&self, entry: usize) -> Option<&[f32]> {
+        self.answers.get(entry).map(Vec::as_slice)
     }
 
     /// Vectors for every question of `index`: from `store` where it has the text, from `encoder`
@@ -151,11 +225,50 @@ impl QuestionVectors {
             .iter()
             .map(|t| store.get(t).expect("just embedded").to_vec())
             .collect();
-        let counts = EmbedCounts {
+        let mut counts = EmbedCounts {
             embedded: missing.len(),
             reused: texts.len() - missing.len(),
         };
-        Ok((QuestionVectors { vectors }, counts))
+        // Answers as passages, kept in the store under their own key.
+        let mut answers = Vec::new();
+        if encoder.is_asymmetric() {
+            let keys: Vec<String> = index
+                .entries()
+                .iter()
+                .map(|e| passage_key(&e.answer.text))
+                .collect();
+            let missing: Vec<&str> = {
+                let mut seen = std::collections::HashSet::new();
+                index
+                    .entries()
+                    .iter()
+                    .zip(&keys)
+                    .filter(|(_, k)| store.get(k).is_none() && seen.insert(k.as_str()))
+                    .map(|(e, _)| e.answer.text.as_str())
+                    .collect()
+            };
+            if !missing.is_empty() {
+                let vectors = encoder.embed_passages(&missing).map_err(nlu)?;
+                for (t, v) in missing.iter().zip(vectors) {
+                    store.insert(&passage_key(t), v);
+                }
+            }
+            counts.embedded += missing.len();
+            counts.reused += keys.len() - missing.len();
+            answers = keys
+                .iter()
+                .map(|k| store.get(k).expect("just embedded").to_vec())
+                .collect();
+        }
+        let background = background(index, &vectors);
+        Ok((
+            QuestionVectors {
+                vectors,
+                answers,
+                background,
+            },
+            counts,
+        ))
     }
 }
 
@@ -168,6 +281,12 @@ pub struct VectorStore {
 
 fn key(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
+}
+
+/// The store's key text for an answer embedded as a passage: never equal to a question's text,
+/// since a question's text has no NUL.
+fn passage_key(answer: &str) -> String {
+    format!("passage\0{answer}")
 }
 
 impl VectorStore {
@@ -276,5 +395,27 @@ impl VectorStore {
             path: path.display().to_string(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosines_are_read_above_the_shops_background() {
+        let v = QuestionVectors {
+            vectors: Vec::new(),
+            answers: Vec::new(),
+            background: 0.8,
+        };
+        assert_eq!(v.above_background(0.8), 0.0);
+        assert_eq!(
+            v.above_background(0.5),
+            0.0,
+            "below the background is nothing"
+        );
+        assert!((v.above_background(0.9) - 0.5).abs() < 1e-6);
+        assert_eq!(v.above_background(1.0), 1.0);
     }
 }
