@@ -266,3 +266,161 @@ fn life_care_on_real_posts_and_ordinary_queries() {
         );
     }
 }
+
+/// English crisis talk, written for these tests (not taken from `risk/` or `eval/`): direct,
+/// indirect, farewell, method and plan, self-harm, the community's slang, misspellings and
+/// txt-speak, lower case and without apostrophes.
+#[test]
+fn english_crisis_talk_fires_life_care() {
+    for m in [
+        // direct
+        "honestly i think about killing myself every night",
+        "i'm going to take my life this weekend",
+        "i've decided to end my life",
+        "i'd be better off dead",
+        "i wish i'd never been born",
+        // indirect
+        "my family would be better off if i was gone",
+        "i feel like a burden to everyone",
+        "i won't be around much longer so it doesn't matter",
+        "you don't have to ship it fast, i won't be here to open it",
+        "there's no point in going on",
+        "i can't do this anymore, i'm so tired",
+        "i'm tired of being alive",
+        "i don't want to be here anymore",
+        "i want to go to sleep forever",
+        "i just want to disappear and never come back",
+        "life isn't worth living anymore",
+        "if i died tomorrow nobody would notice",
+        // farewell, affairs, final order
+        "this is my last message, thank you for everything",
+        "this is goodbye, i'm sorry",
+        "i'm putting my affairs in order this week",
+        "i've said goodbye to everyone i care about",
+        // method and plan
+        "how many tylenol would it take to not wake up",
+        "i took all my pills an hour ago",
+        "i'm going to overdose tonight",
+        "i want to jump off my balcony",
+        "i'm going to hang myself tonight",
+        "i'm going to lie down on the train tracks",
+        "i'm gonna walk into traffic",
+        // self-harm
+        "i've been cutting my arms again",
+        "i burn myself when it gets too much",
+        // slang
+        "kms fr",
+        "i want to unalive myself",
+        "i've been planning my sewerslide",
+        "ready to ctb tonight",
+        "i want to self delete so bad",
+        // misspellings, txt-speak, no apostrophes
+        "i want 2 die",
+        "im gonna kill my self",
+        "i want to comit suicide",
+        "suicde is all i think about",
+        "dont wanna live anymore",
+        "i cant go on anymore",
+        "wanna end it tonite, im done",
+    ] {
+        assert!(fires(RiskKind::LifeCare, m), "{m}");
+    }
+}
+
+/// A hit says which kind of English rule fired.
+#[test]
+fn english_hits_name_their_rule() {
+    for (m, rule) in [
+        ("i want to die", "life_care.english"),
+        (
+            "everyone would be better off without me",
+            "life_care.english_indirect",
+        ),
+        (
+            "this is goodbye, thank you for being kind",
+            "life_care.english_farewell",
+        ),
+        (
+            "i've been stockpiling my pills for weeks",
+            "life_care.english_method",
+        ),
+        ("sh urges are bad tonight", "life_care.english_self_harm"),
+        ("gonna kms", "life_care.english_slang"),
+    ] {
+        let hits = bundled().detect(m, &[]);
+        assert_eq!(
+            hits.first().map(|h| h.rule.as_str()),
+            Some(rule),
+            "{m}: {hits:?}"
+        );
+    }
+}
+
+/// Shop idioms, goodnights, tiredness and never-again anger, English and Chinese, written for
+/// these tests: none of them is life-care.
+#[test]
+fn shop_idioms_goodbyes_and_anger_stay_quiet() {
+    for m in [
+        "this lipstick is to die for",
+        "i'd kill for free shipping on this order",
+        "this price is killing me",
+        "my phone has a dead battery, can you resend the code",
+        "the lamp switch is dead after a week",
+        "ive been waiting a week and nobody cares",
+        "i'm done with this shop",
+        "bye",
+        "good night",
+        "so tired after work, where is my parcel",
+        "this is my last order with you, the service is awful",
+        "i can't go on waiting for this parcel",
+        "i won't be around next week, please hold the parcel",
+        "i won't be home to receive the parcel tomorrow",
+        "the plant arrived dead",
+        "writing a goodbye card for my coworker",
+        "how many kms range does this ebike have",
+        "i cut myself on the packaging, the box had a sharp edge",
+        "the glue gun stopped working",
+        "so good i could die",
+        "i'm dead tired, do you sell eye masks",
+        "what's the point of life insurance",
+        "this app is hopeless, i can't even log in",
+        "无语死了，又发错颜色",
+        "买的时候热情得很，出了问题就装死",
+        "今天加班累死了，快递到哪了",
+        "困死了，明天再付款",
+        "这条裙子好看到想死",
+        "找客服还爱答不理，真的心累",
+        "晚安，明天再来问",
+        "再见，谢谢客服",
+        "拜拜啦，下次再买",
+        "质量太差了，再也不买了",
+        "今天是活动最后一天吗",
+        "今年世界杯谁赢了",
+        "等快递等得好累",
+        "晚安晚安，辛苦了",
+        "尴尬死了，寄错地址了，能改吗",
+    ] {
+        assert!(!fires(RiskKind::LifeCare, m), "{m}");
+    }
+}
+
+/// Apostrophes are dropped before matching, so a pattern with one could never match; and a
+/// pattern listed twice in a weighted list would count twice.
+#[test]
+fn lexicon_patterns_have_no_apostrophes_or_repeats() {
+    use honeydesk::risk::lexicon::{CONTEXT, DISTRESS, IDIOMS, NEGATIONS, RULES};
+    let mut lists: Vec<(&str, Vec<&str>)> = vec![
+        ("IDIOMS", IDIOMS.to_vec()),
+        ("NEGATIONS", NEGATIONS.to_vec()),
+        ("DISTRESS", DISTRESS.iter().map(|w| w.0).collect()),
+        ("CONTEXT", CONTEXT.iter().map(|w| w.0).collect()),
+    ];
+    lists.extend(RULES.iter().map(|r| (r.name, r.patterns.to_vec())));
+    for (name, list) in lists {
+        let mut seen = std::collections::HashSet::new();
+        for p in list {
+            assert!(!p.contains('\''), "{name}: {p}");
+            assert!(seen.insert(p), "{name}: {p} twice");
+        }
+    }
+}

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::text;
 use lexicon::{
     CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, HUMAN_EXACT, IDIOMS, NEGATIONS, QUANTITY,
-    RULES,
+    RULES, SHOP, SHOP_DISTRESS_THRESHOLD,
 };
 use pattern::PatternSet;
 
@@ -128,6 +128,7 @@ struct Lexicons {
     dangerous: PatternSet,
     quantity: PatternSet,
     anger: PatternSet,
+    shop: PatternSet,
 }
 
 static LEXICONS: LazyLock<Lexicons> = LazyLock::new(|| {
@@ -145,6 +146,7 @@ static LEXICONS: LazyLock<Lexicons> = LazyLock::new(|| {
         dangerous: PatternSet::new(DANGEROUS.iter().copied()),
         quantity: PatternSet::new(QUANTITY.iter().copied()),
         anger: PatternSet::new(ANGER.iter().copied()),
+        shop: PatternSet::new(SHOP.iter().copied()),
     }
 });
 
@@ -156,7 +158,9 @@ pub fn warm_up() {
 }
 
 fn prepare(message: &str) -> Prepared {
-    let raw = format!(" {} ", text::normalize(message));
+    // Apostrophes are dropped, so "i'm", "im" and "I’m" read the same: people type English
+    // contractions both ways, and the lexicons are written without them.
+    let raw = format!(" {} ", text::normalize(message).replace('\'', ""));
     let mut text = raw.clone();
     let idioms = &LEXICONS.idioms;
     for i in idioms.candidates(&raw) {
@@ -377,7 +381,13 @@ impl RiskDetector {
             words.extend(more);
         }
         let life_care_now = hits.iter().any(|h| h.kind == RiskKind::LifeCare);
-        if !life_care_now && weight > 0.0 && total >= DISTRESS_THRESHOLD {
+        // 心累 about an order is about the order: beside a shop word, distress alone needs more.
+        let threshold = if any_of(&current.text, &LEXICONS.shop).is_some() {
+            SHOP_DISTRESS_THRESHOLD
+        } else {
+            DISTRESS_THRESHOLD
+        };
+        if !life_care_now && weight > 0.0 && total >= threshold {
             words.dedup();
             push(
                 &mut hits,
