@@ -188,8 +188,8 @@ pub struct FaqCandidate {
     pub id: String,
     pub score: f32,
     pub matched: String,
-    /// The intent the fast model reads in the entry's standard question, when the decision
-    /// needed it (the best candidate only, below `faq_threshold`).
+    /// The intent the fast model reads in the entry's standard question (the best candidate
+    /// only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
 }
@@ -620,12 +620,9 @@ impl Engine {
 
         trace.intent_in_scope = prediction.intent.is_some();
         let faq_scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
-        // The entry's own intent is read only when it can decide: the best candidate below the
-        // FAQ threshold but above the agreement one.
-        if let Some(best) = hits
-            .first()
-            .filter(|h| h.score < policy.faq_threshold && h.score >= policy.faq_agree_threshold)
-        {
+        // The best entry's own intent (cached by question, so an entry is classified once), kept
+        // in the trace so that a threshold sweep can replay the agreement at every setting.
+        if let Some(best) = hits.first() {
             trace.faq[0].intent = self.entry_intent(&best.entry.question)?;
         }
         let top_entry_intent = trace.faq.first().and_then(|c| c.intent.as_deref());
