@@ -351,6 +351,12 @@ fn run(cli: Cli) -> Result<()> {
                 let cfg = honeydesk::nlu::head::HeadConfig {
                     seed,
                     epochs: epochs.unwrap_or(defaults.epochs),
+                    // --epochs given: exactly that many passes.
+                    min_steps: if epochs.is_some() {
+                        0
+                    } else {
+                        defaults.min_steps
+                    },
                     lr: lr.unwrap_or(defaults.lr),
                     batch_size: batch_size.unwrap_or(defaults.batch_size),
                     max_accuracy_drop,

@@ -66,7 +66,7 @@ pub fn knows_chinese(encoder: &Encoder) -> bool {
 
 impl HybridPolicy {
     /// The policy for `encoder`: Chinese goes to it when it knows Chinese. The weight stays 0.4
-    /// for e5 too: on the demo shop's tuning half its retrieval alone tunes to 0.8, but at 0.8
+    /// for e5 too: on the demo shop's tuning half its retrieval alone tunes to 0.7-0.8, but at 0.8
     /// the demo log's automation falls from 62.5% to 57.6% and the held-out appliance shop's
     /// uncovered questions declined at the FAQ threshold from 96% to 71% (docs/models.md).
     pub fn for_encoder(encoder: &Encoder) -> Self {

@@ -224,6 +224,10 @@ impl Words {
 pub struct HeadConfig {
     pub seed: u64,
     pub epochs: usize,
+    /// At least this many optimizer steps, whatever `epochs` says: 20 epochs of a 5-shot set
+    /// (140 examples, 3 batches) are 60 steps and leave the head far from trained (SMP2019
+    /// 5-shot, docs/models.md). The bundled intents and CLINC150 take more than this anyway.
+    pub min_steps: usize,
     pub lr: f64,
     pub batch_size: usize,
     pub weight_decay: f64,
@@ -239,6 +243,7 @@ impl Default for HeadConfig {
             // Chosen on CLINC150's validation split (20, 60 and 150 epochs tried): more epochs
             // overfit the head.
             epochs: 20,
+            min_steps: 600,
             lr: 0.01,
             batch_size: 64,
             weight_decay: 1e-4,
@@ -729,7 +734,9 @@ pub fn train_on_vectors(
     )?;
     let mut rng = SplitMix64::new(cfg.seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
-    for _ in 0..cfg.epochs {
+    let batches = train.len().div_ceil(cfg.batch_size.max(1)).max(1);
+    let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(batches));
+    for _ in 0..epochs {
         rng.shuffle(&mut order);
         for chunk in order.chunks(cfg.batch_size.max(1)) {
             let ids = Tensor::from_slice(chunk, chunk.len(), &device)?;
@@ -749,7 +756,7 @@ pub fn train_on_vectors(
             encoder: encoder.id.clone(),
             encoder_dir: encoder.dir.display().to_string(),
             seed: cfg.seed,
-            epochs: cfg.epochs,
+            epochs,
             data_sha256: super::train::data_hash(train),
             train_examples: train.len(),
             val_examples: val.map_or(0, |v| v.0.len()),
