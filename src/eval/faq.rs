@@ -139,20 +139,14 @@ pub fn hybrid(
     // Questions through the cache as one list, so repeated runs embed them once.
     let texts: Vec<&str> = index.question_texts().into_iter().map(|(_, t)| t).collect();
     let embedded =
-        crate::nlu::head::embed_cached(encoder, &texts).map_err(|e| KnowledgeError::Damaged {
-            shop: "sentence encoder".into(),
-            reason: e.to_string(),
-        })?;
+        crate::nlu::head::embed_cached(encoder, &texts).map_err(crate::knowledge::semantic::nlu)?;
     for (t, v) in texts.iter().zip(embedded) {
         store.insert(t, v);
     }
     let (vectors, _) = QuestionVectors::build(&index, encoder, &mut store)?;
     let queries: Vec<&str> = bench.queries.iter().map(|(q, _)| q.as_str()).collect();
-    let query_vectors =
-        crate::nlu::head::embed_cached(encoder, &queries).map_err(|e| KnowledgeError::Damaged {
-            shop: "sentence encoder".into(),
-            reason: e.to_string(),
-        })?;
+    let query_vectors = crate::nlu::head::embed_cached(encoder, &queries)
+        .map_err(crate::knowledge::semantic::nlu)?;
     let mut order: Vec<usize> = (0..queries.len()).collect();
     SplitMix64::new(seed).shuffle(&mut order);
     let (tune, test) = order.split_at(order.len() / 2);
@@ -462,14 +456,11 @@ pub fn held_out(
     let Some(encoder) = encoder else {
         return Ok(report);
     };
-    let nlu = |e: crate::nlu::NluError| KnowledgeError::Damaged {
-        shop: "sentence encoder".into(),
-        reason: e.to_string(),
-    };
     let mut store = VectorStore::new(encoder);
     let (vectors, _) = QuestionVectors::build(&index, encoder, &mut store)?;
     let texts: Vec<&str> = queries.iter().map(|(q, _)| q.as_str()).collect();
-    let query_vectors = crate::nlu::head::embed_cached(encoder, &texts).map_err(nlu)?;
+    let query_vectors =
+        crate::nlu::head::embed_cached(encoder, &texts).map_err(crate::knowledge::semantic::nlu)?;
     let policy = HybridPolicy::for_encoder(encoder);
     let rank = |w: f32, gated: bool| -> Result<Vec<Vec<Hit>>, KnowledgeError> {
         texts

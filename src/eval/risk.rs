@@ -175,20 +175,6 @@ pub struct LifeCareReport {
 /// Folder of the written measurement sets, from the crate root.
 pub const WRITTEN_SETS: &str = "eval/life_care";
 
-/// Messages of a written set: one per line, `#` lines and blank lines skipped.
-pub fn written_set(path: &Path) -> Result<Vec<String>, data::DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| data::DataError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
-}
-
 /// Every written set in `dir` (`*.txt`), by file stem.
 pub fn written_sets(
     dir: &Path,
@@ -202,7 +188,10 @@ pub fn written_sets(
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "txt") {
             if let Some(stem) = path.file_stem() {
-                out.insert(stem.to_string_lossy().into_owned(), written_set(&path)?);
+                out.insert(
+                    stem.to_string_lossy().into_owned(),
+                    data::read_lines(&path)?,
+                );
             }
         }
     }

@@ -209,59 +209,26 @@ impl QuestionVectors {
         store: &mut VectorStore,
     ) -> Result<(QuestionVectors, EmbedCounts), KnowledgeError> {
         store.check_encoder(encoder);
-        let texts: Vec<&str> = index.question_texts().into_iter().map(|(_, t)| t).collect();
-        let missing: Vec<&str> = {
-            let mut seen = std::collections::HashSet::new();
-            texts
-                .iter()
-                .copied()
-                .filter(|t| store.get(t).is_none() && seen.insert(*t))
-                .collect()
-        };
-        if !missing.is_empty() {
-            let vectors = head::embed(encoder, &missing).map_err(nlu)?;
-            for (t, v) in missing.iter().zip(vectors) {
-                store.insert(t, v);
-            }
-        }
-        let vectors: Vec<Vec<f32>> = texts
-            .iter()
-            .map(|t| store.get(t).expect("just embedded").to_vec())
+        let questions: Vec<(String, &str)> = index
+            .question_texts()
+            .into_iter()
+            .map(|(_, t)| (t.to_string(), t))
             .collect();
-        let mut counts = EmbedCounts {
-            embedded: missing.len(),
-            reused: texts.len() - missing.len(),
-        };
+        let (vectors, mut counts) =
+            through_store(store, &questions, |missing| head::embed(encoder, missing))?;
         // Answers as passages, kept in the store under their own key.
         let mut answers = Vec::new();
         if encoder.is_asymmetric() {
-            let keys: Vec<String> = index
+            let passages: Vec<(String, &str)> = index
                 .entries()
                 .iter()
-                .map(|e| passage_key(&e.answer.text))
+                .map(|e| (passage_key(&e.answer.text), e.answer.text.as_str()))
                 .collect();
-            let missing: Vec<&str> = {
-                let mut seen = std::collections::HashSet::new();
-                index
-                    .entries()
-                    .iter()
-                    .zip(&keys)
-                    .filter(|(_, k)| store.get(k).is_none() && seen.insert(k.as_str()))
-                    .map(|(e, _)| e.answer.text.as_str())
-                    .collect()
-            };
-            if !missing.is_empty() {
-                let vectors = encoder.embed_passages(&missing).map_err(nlu)?;
-                for (t, v) in missing.iter().zip(vectors) {
-                    store.insert(&passage_key(t), v);
-                }
-            }
-            counts.embedded += missing.len();
-            counts.reused += keys.len() - missing.len();
-            answers = keys
-                .iter()
-                .map(|k| store.get(k).expect("just embedded").to_vec())
-                .collect();
+            let (vectors, more) =
+                through_store(store, &passages, |missing| encoder.embed_passages(missing))?;
+            counts.embedded += more.embedded;
+            counts.reused += more.reused;
+            answers = vectors;
         }
         let background = background(index, &vectors);
         Ok((
@@ -273,6 +240,36 @@ impl QuestionVectors {
             counts,
         ))
     }
+}
+
+/// The vectors of `items` (each its key in `store` and the text to embed), in order: from `store`
+/// by key, and the missing ones embedded by `embed`, once each, and added to it.
+fn through_store(
+    store: &mut VectorStore,
+    items: &[(String, &str)],
+    embed: impl FnOnce(&[&str]) -> crate::nlu::Result<Vec<Vec<f32>>>,
+) -> Result<(Vec<Vec<f32>>, EmbedCounts), KnowledgeError> {
+    let mut seen = std::collections::HashSet::new();
+    let missing: Vec<(&str, &str)> = items
+        .iter()
+        .filter(|(k, _)| store.get(k).is_none() && seen.insert(k.as_str()))
+        .map(|(k, t)| (k.as_str(), *t))
+        .collect();
+    if !missing.is_empty() {
+        let texts: Vec<&str> = missing.iter().map(|(_, t)| *t).collect();
+        for ((key, _), v) in missing.iter().zip(embed(&texts).map_err(nlu)?) {
+            store.insert(key, v);
+        }
+    }
+    let vectors = items
+        .iter()
+        .map(|(k, _)| store.get(k).expect("just embedded").to_vec())
+        .collect();
+    let counts = EmbedCounts {
+        embedded: missing.len(),
+        reused: items.len() - missing.len(),
+    };
+    Ok((vectors, counts))
 }
 
 /// Sentence vectors by text, for one encoder; saved as one safetensors file.

@@ -63,6 +63,21 @@ struct JsonLine {
     intent: Option<String>,
 }
 
+/// Read a one-message-per-line file (the life-care examples and measurement sets), skipping
+/// blank lines and `#` comments.
+pub fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
 /// Load a labelled file, choosing the format by extension (`.csv` is CSV, anything else JSONL).
 pub fn load(path: &Path) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {

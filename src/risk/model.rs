@@ -25,31 +25,15 @@ const UPSAMPLE: usize = 6;
 /// development folds and the ordinary-query sets, never on the test posts (README).
 pub const THRESHOLD: f32 = 0.5;
 
-/// Read a one-example-per-line file, skipping blanks and `#` comments.
-pub fn read_lines(path: &Path) -> Result<Vec<String>, NluError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        NluError::Data(data::DataError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
-    })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
-}
-
 /// The training set: positives (upsampled), written negatives, and every bundled shop example.
 pub fn training_set(root: &Path) -> Result<Vec<Example>, NluError> {
     let mut out = Vec::new();
-    for line in read_lines(&root.join(POSITIVES))? {
+    for line in data::read_lines(&root.join(POSITIVES))? {
         for _ in 0..UPSAMPLE {
             out.push(Example::new(line.clone(), Some(LIFE_CARE)));
         }
     }
-    for line in read_lines(&root.join(NEGATIVES))? {
+    for line in data::read_lines(&root.join(NEGATIVES))? {
         out.push(Example::new(line, Some(ORDINARY)));
     }
     for e in data::load(&root.join(crate::config::BUNDLED_TRAIN)).map_err(NluError::Data)? {
