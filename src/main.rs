@@ -146,10 +146,13 @@ enum Command {
     },
     /// Replay labelled logs through the engine and measure (or cross-validate intent training).
     Eval {
-        #[arg(long, default_value = BUNDLED_MODEL)]
-        model: PathBuf,
+        /// The intents (default: what `serve` uses, the bundled cascade when e5 is fetched).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// The sentence encoder: for --folds, cross-validate an encoder head instead of the fast
-        /// model; for an encoder-head --model, the encoder to load it with.
+        /// model; for an encoder-head --model, the encoder to load it with; when a log is
+        /// replayed (--faq, --at, ...), the encoder of the FAQ's hybrid ranking, with lexical,
+        /// cosine and hybrid reported side by side on the log's FAQ-labelled lines.
         #[arg(long)]
         encoder: Option<PathBuf>,
         /// With --folds and --encoder: add word features (fitted on each fold's training part)
@@ -210,8 +213,9 @@ enum Command {
         /// Write the recommended thresholds into the shop's section of --config.
         #[arg(long)]
         apply: bool,
-        #[arg(long, default_value = BUNDLED_MODEL)]
-        model: PathBuf,
+        /// The intents (default: what `serve` uses).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Answer from this FAQ file instead of the stored shop.
         #[arg(long)]
         faq: Option<PathBuf>,
@@ -444,47 +448,54 @@ fn run(cli: Cli) -> Result<()> {
             target_error,
             report,
             at,
-        } => match folds {
-            Some(k) => {
-                let (turns, _) = honeydesk::eval::replay::load(&data, skip_bad)?;
-                let examples: Vec<data::Example> = turns
-                    .into_iter()
-                    .map(|t| data::Example::new(t.text, t.intent.as_deref()))
-                    .collect();
-                match &encoder {
-                    Some(enc) => cli::encoder::cross_validate(
-                        &examples, k, seed, enc, lexical, &device, json,
-                    ),
-                    None => cross_validate(&examples, k, seed, &device, json),
+        } => {
+            // A head named with --model on plain labelled examples compares the tiers; the
+            // default (what `serve` uses) replays the log like any other model.
+            let named_head = model.as_deref().is_some_and(honeydesk::nlu::head::is_head);
+            let model = model.unwrap_or_else(honeydesk::config::default_model_dir);
+            match folds {
+                Some(k) => {
+                    let (turns, _) = honeydesk::eval::replay::load(&data, skip_bad)?;
+                    let examples: Vec<data::Example> = turns
+                        .into_iter()
+                        .map(|t| data::Example::new(t.text, t.intent.as_deref()))
+                        .collect();
+                    match &encoder {
+                        Some(enc) => cli::encoder::cross_validate(
+                            &examples, k, seed, enc, lexical, &device, json,
+                        ),
+                        None => cross_validate(&examples, k, seed, &device, json),
+                    }
                 }
+                // An encoder head on plain labelled examples: each tier and the cascade side by side.
+                // With a shop, a FAQ, a time, a sweep or a report, the log is replayed through the
+                // engine with the cascade, as for the fast model.
+                None if named_head
+                    && shop.is_none()
+                    && faq.is_none()
+                    && at.is_none()
+                    && !sweep
+                    && report.is_none() =>
+                {
+                    cli::encoder::eval(&model, encoder.as_deref(), &device, &data, json)
+                }
+                None => cli::eval::run(cli::eval::EvalArgs {
+                    data,
+                    model: load_intents(&model, &device)?,
+                    shop,
+                    faq,
+                    config,
+                    data_dir,
+                    json,
+                    skip_bad,
+                    sweep,
+                    target_error,
+                    report,
+                    at,
+                    encoder,
+                }),
             }
-            // An encoder head on plain labelled examples: each tier and the cascade side by side.
-            // With a shop, a FAQ, a time, a sweep or a report, the log is replayed through the
-            // engine with the cascade, as for the fast model.
-            None if honeydesk::nlu::head::is_head(&model)
-                && shop.is_none()
-                && faq.is_none()
-                && at.is_none()
-                && !sweep
-                && report.is_none() =>
-            {
-                cli::encoder::eval(&model, encoder.as_deref(), &device, &data, json)
-            }
-            None => cli::eval::run(cli::eval::EvalArgs {
-                data,
-                model: load_intents(&model, &device)?,
-                shop,
-                faq,
-                config,
-                data_dir,
-                json,
-                skip_bad,
-                sweep,
-                target_error,
-                report,
-                at,
-            }),
-        },
+        }
         Command::Datasets {
             name,
             out,
@@ -506,7 +517,10 @@ fn run(cli: Cli) -> Result<()> {
         } => cli::eval::tune(
             cli::eval::EvalArgs {
                 data,
-                model: load_intents(&model, "cpu")?,
+                model: load_intents(
+                    &model.unwrap_or_else(honeydesk::config::default_model_dir),
+                    "cpu",
+                )?,
                 shop: Some(shop),
                 faq,
                 config: Some(config.clone()),
@@ -517,6 +531,7 @@ fn run(cli: Cli) -> Result<()> {
                 target_error,
                 report: None,
                 at,
+                encoder: None,
             },
             &config,
             apply,

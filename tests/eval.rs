@@ -401,16 +401,22 @@ fn the_html_report_is_self_contained() {
 fn eval_reports_the_same_intent_numbers_as_the_model_metrics() {
     use honeydesk::eval::intent::{IntentMetrics, Scored};
     let val = root().join("intents/val.jsonl");
-    let out = honeydesk(&["eval", "--data", val.to_str().unwrap(), "--json"]);
+    let fast = root().join("models/intent");
+    let out = honeydesk(&[
+        "eval",
+        "--model",
+        fast.to_str().unwrap(),
+        "--data",
+        val.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let model =
-        honeydesk::nlu::IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu)
-            .unwrap();
+    let model = honeydesk::nlu::IntentModel::load(&fast, &candle_core::Device::Cpu).unwrap();
     let examples = honeydesk::nlu::data::load(&val).unwrap();
     let direct = IntentMetrics::compute(
         &Scored::from_model(&model, &examples).unwrap(),

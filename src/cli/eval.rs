@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use honeydesk::config::{DEMO_FAQ, DEMO_SHOP};
 use honeydesk::dialog::{DialogConfig, Engine};
+use honeydesk::eval::faq as faq_eval;
 use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
 use honeydesk::eval::replay::{self, ReplayMetrics, SweepPoint};
 use honeydesk::knowledge::{
@@ -31,6 +32,9 @@ pub struct EvalArgs {
     pub target_error: f64,
     pub report: Option<PathBuf>,
     pub at: Option<String>,
+    /// A sentence encoder for the FAQ's hybrid ranking, whatever `model` is; with it the report
+    /// also ranks the log's FAQ-labelled lines lexically, by cosine and hybrid side by side.
+    pub encoder: Option<PathBuf>,
 }
 
 const CURVE: [f32; 20] = [
@@ -78,6 +82,8 @@ pub struct Replayed {
     pub shop: String,
     pub bad: usize,
     pub model: Arc<Cascade>,
+    /// With `--encoder`: the log's FAQ-labelled lines ranked lexically, by cosine and hybrid.
+    pub rankers: Option<faq_eval::HeldOutReport>,
 }
 
 /// Load the log, set up the shop and the engine exactly as `serve` would, and replay.
@@ -91,13 +97,15 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
     // The shop: a FAQ file or the demo shop go into a scratch data directory; --shop reads the
     // real one (the demo shop is imported there first if it is missing, as `serve` does).
     let scratch = tempfile::tempdir()?;
-    let semantic = |k: Knowledge| match args.model.head() {
-        Some(head) => k.with_semantic(
-            head.encoder.clone(),
-            HybridPolicy::for_encoder(&head.encoder),
-        ),
+    let encoder = match &args.encoder {
+        Some(dir) => Some(crate::cli::encoder::load_encoder(dir, "cpu")?),
+        None => args.model.head().map(|head| head.encoder.clone()),
+    };
+    let semantic = |k: Knowledge| match &encoder {
+        Some(encoder) => k.with_semantic(encoder.clone(), HybridPolicy::for_encoder(encoder)),
         None => k,
     };
+    let faq_file = args.faq.clone().unwrap_or_else(|| PathBuf::from(DEMO_FAQ));
     let (knowledge, shop) = match (&args.shop, &args.faq) {
         (Some(shop), None) => {
             let k = semantic(Knowledge::open(
@@ -110,15 +118,14 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
             }
             (k, shop.clone())
         }
-        (_, faq) => {
+        _ => {
             let k = semantic(Knowledge::open(
                 scratch.path(),
                 Analyzer::default(),
                 RankWeights::default(),
             ));
-            let file = faq.clone().unwrap_or_else(|| PathBuf::from(DEMO_FAQ));
             let shop = args.shop.clone().unwrap_or_else(|| DEMO_SHOP.to_string());
-            k.import_file(&shop, &file, None, ImportMode::Replace)?;
+            k.import_file(&shop, &faq_file, None, ImportMode::Replace)?;
             (k, shop)
         }
     };
@@ -145,6 +152,24 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
             eprintln!("replayed {done}/{total}");
         }
     })?;
+    // The rankers side by side need the entries themselves: a stored shop's are not read back.
+    let rankers = match (&args.encoder, &encoder) {
+        (Some(_), Some(encoder)) if args.shop.is_none() => {
+            let entries = import::read_file(&faq_file, None)?;
+            let queries: Vec<(String, Option<String>)> = turns
+                .iter()
+                .filter_map(|t| t.faq.as_ref().map(|f| (t.text.clone(), Some(f.clone()))))
+                .collect();
+            Some(faq_eval::held_out(
+                entries,
+                &queries,
+                Some(encoder),
+                policy.faq_threshold,
+                now,
+            )?)
+        }
+        _ => None,
+    };
     Ok(Replayed {
         turns,
         results,
@@ -152,6 +177,7 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
         shop,
         bad,
         model,
+        rankers,
     })
 }
 
@@ -169,6 +195,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         shop,
         bad,
         model,
+        rankers,
     } = replayed(args)?;
     let metrics = ReplayMetrics::compute(&turns, &results);
 
@@ -223,6 +250,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "policy": policy,
         "sweep": sweep.as_ref().map(|s| s.iter().filter(|p| p.pareto).collect::<Vec<_>>()),
         "best_for_target_error": best.as_ref().map(|b| serde_json::json!({"target": target_error, "setting": b})),
+        "faq_rankers": rankers,
     });
     if let Some(dir) = &report {
         super::report::write(
@@ -243,6 +271,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         return Ok(());
     }
     print_text(&out, &metrics);
+    if let Some(r) = &rankers {
+        println!(
+            "faq rankers on the {} FAQ-labelled lines:",
+            r.lexical.queries
+        );
+        super::faq::print_held_out(r, r.lexical.queries);
+    }
     Ok(())
 }
 

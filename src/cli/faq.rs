@@ -315,7 +315,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
     }
 }
 
-fn print_held_out(r: &faq_eval::HeldOutReport, total: usize) {
+pub(crate) fn print_held_out(r: &faq_eval::HeldOutReport, total: usize) {
     println!(
         "{} questions, {} the FAQ covers, {} it does not",
         total,
@@ -337,18 +337,25 @@ fn print_held_out(r: &faq_eval::HeldOutReport, total: usize) {
             );
         }
     }
+    // With no uncovered question there is nothing to decline: say nothing rather than 0%.
+    let declines = |share: f64| {
+        if r.uncovered == 0 {
+            String::new()
+        } else {
+            format!(", declines {:.1}% of uncovered ones", share * 100.0)
+        }
+    };
     println!(
-        "at the FAQ threshold {:.2}: lexical answers {:.1}% of covered questions right and \
-         declines {:.1}% of uncovered ones",
+        "at the FAQ threshold {:.2}: lexical answers {:.1}% of covered questions right{}",
         r.threshold,
         r.lexical_answered_right * 100.0,
-        r.lexical_declined * 100.0
+        declines(r.lexical_declined)
     );
     if let (Some(right), Some(declined)) = (r.gated_answered_right, r.gated_declined) {
         println!(
-            "                          gated hybrid answers {:.1}% right, declines {:.1}%",
+            "                          gated hybrid answers {:.1}% right{}",
             right * 100.0,
-            declined * 100.0
+            declines(declined)
         );
     }
 }
