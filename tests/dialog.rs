@@ -189,6 +189,38 @@ fn two_unhelpful_answers_in_a_row_reach_a_human() {
 }
 
 #[test]
+fn feedback_alone_is_asked_again_not_answered_at_random() {
+    let e = &fixture().engine;
+    let mut conv = Conversation::new("c7b", "demo");
+    assert!(matches!(
+        say(e, &mut conv, "满多少包邮"),
+        Action::Answer { .. }
+    ));
+    let r = e
+        .respond(&mut conv, "答非所问", &ctx("2026-11-25 10:00"))
+        .unwrap();
+    assert_eq!(r.trace.rule, "unhelpful.ask_again");
+    match r.action {
+        Action::Clarify { text, choices } => {
+            assert!(text.contains("换个说法"), "{text}");
+            assert_eq!(choices[0].value, "转人工");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Feedback with a question of its own is answered.
+    let mut conv = Conversation::new("c7c", "demo");
+    say(e, &mut conv, "满多少包邮");
+    let r = e
+        .respond(
+            &mut conv,
+            "没用，我问的是退货运费谁出",
+            &ctx("2026-11-25 10:00"),
+        )
+        .unwrap();
+    assert_ne!(r.trace.rule, "unhelpful.ask_again");
+}
+
+#[test]
 fn an_intent_without_an_faq_entry_asks_for_what_it_needs() {
     let e = &fixture().engine;
     // A shop with no FAQ: the platform default response for the intent.

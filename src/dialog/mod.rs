@@ -411,6 +411,79 @@ const UNHELPFUL: &[&str] = &[
     "you don't understand",
 ];
 
+/// Words that add no request to an [`UNHELPFUL`] phrase: who or what was unhelpful, fillers.
+const FEEDBACK_FILLER: &[&str] = &[
+    "你这个",
+    "你们",
+    "这个",
+    "回答",
+    "机器人",
+    "客服",
+    "你",
+    "的",
+    "了",
+    "啊",
+    "呀",
+    "吧",
+    "呢",
+    "真",
+    "太",
+    "完全",
+    "根本",
+    "answer",
+    "answers",
+    "reply",
+    "try",
+    "again",
+    "please",
+    "the",
+    "this",
+    "that",
+    "that's",
+    "thats",
+    "your",
+    "you",
+    "bot",
+    "robot",
+    "is",
+    "was",
+    "are",
+    "totally",
+    "so",
+    "very",
+    "really",
+    "completely",
+    "a",
+    "an",
+    "it",
+    "lol",
+];
+
+/// Whether `normalized` says only that the last answer missed: with every [`UNHELPFUL`] phrase
+/// and [`FEEDBACK_FILLER`] word taken out, no letter or character is left.
+fn only_feedback(normalized: &str) -> bool {
+    let mut rest = normalized.to_string();
+    for p in UNHELPFUL {
+        rest = rest.replace(p, " ");
+    }
+    let mut rest: String = rest
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    // Whole words for the Latin fillers; anywhere for the Chinese ones.
+    for f in FEEDBACK_FILLER.iter().filter(|f| !f.is_ascii()) {
+        rest = rest.replace(f, " ");
+    }
+    rest.split_whitespace()
+        .all(|w| FEEDBACK_FILLER.contains(&w))
+}
+
 /// The dialogue engine. Shared by every conversation; holds no per-conversation state.
 /// Most FAQ questions whose intent an engine keeps read (then it starts over).
 const ENTRY_INTENTS_KEPT: usize = 100_000;
@@ -560,6 +633,28 @@ impl Engine {
                 let action = self.handoff_or_closed(Reason::Unhelpful, lang, &policy, ctx);
                 return Ok(self.finish(conv, action, trace, ctx));
             }
+        }
+
+        // A message that is nothing but the complaint gives the bot nothing new to answer: a
+        // second guess from "答非所问" alone is a guess at random. Ask again, with a human one tap
+        // away (the limit above still hands off when the feedback repeats).
+        if said_unhelpful && only_feedback(&normalized) {
+            trace.rule = "unhelpful.ask_again".into();
+            let (text, human) = match lang {
+                Lang::Zh => ("抱歉没帮上忙～能换个说法说说您的问题吗？也可以直接找人工客服。", "转人工"),
+                Lang::En => (
+                    "Sorry that didn't help. Could you tell me your question another way? Or talk to a person.",
+                    "talk to a person",
+                ),
+            };
+            let action = Action::Clarify {
+                text: text.into(),
+                choices: vec![Choice {
+                    label: human.into(),
+                    value: human.into(),
+                }],
+            };
+            return Ok(self.finish(conv, action, trace, ctx));
         }
 
         // 3. Reception mode.
@@ -976,4 +1071,31 @@ fn share(id: &str) -> f32 {
         h = h.wrapping_mul(0x100000001b3);
     }
     (h % 10_000) as f32 / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feedback_alone_is_told_from_feedback_with_a_question() {
+        for bare in [
+            "答非所问",
+            "你这个回答没用",
+            "没用，不是这个",
+            "useless answer, try again",
+            "that's not what i asked",
+            "Wrong answer!!",
+        ] {
+            assert!(only_feedback(&text::normalize(bare)), "{bare}");
+        }
+        for asking in [
+            "没用，我问的是运费谁出",
+            "还是不行，没用",
+            "not helpful, where is my parcel",
+            "useless, I want a refund",
+        ] {
+            assert!(!only_feedback(&text::normalize(asking)), "{asking}");
+        }
+    }
 }
