@@ -424,3 +424,61 @@ fn lexicon_patterns_have_no_apostrophes_or_repeats() {
         }
     }
 }
+
+/// The vector half is shipped for the training files as they are (`risk train --encoder`).
+#[test]
+fn the_shipped_vector_half_matches_its_training_data() {
+    let examples = model::training_set(root()).unwrap();
+    let meta = honeydesk::nlu::head::read_meta(&root().join(model::BUNDLED_VECTORS)).unwrap();
+    assert_eq!(
+        meta.data_sha256,
+        honeydesk::nlu::train::data_hash(&examples),
+        "risk/*.txt or intents/train.jsonl changed: run `honeydesk risk train --encoder \
+         models/encoders/multilingual-e5-small`"
+    );
+    // A plain linear read: no nearest-example vote, no training vectors shipped.
+    assert!(meta.knn.is_none() && meta.support == 0, "{meta:?}");
+}
+
+/// With e5, the n-grams and the sentence vectors together catch English crisis talk that names
+/// no method and no distress word; general talk about life, accounts and songs stays quiet.
+/// Written for this test, not taken from `risk/` or `eval/`.
+#[test]
+fn the_models_together_catch_quiet_english_crisis_talk() {
+    let Some(e5) = crate::e5::real_e5() else {
+        return;
+    };
+    let encoder =
+        Arc::new(honeydesk::nlu::encoder::Encoder::load(&e5, &candle_core::Device::Cpu).unwrap());
+    let m = LifeCareModel::load_bundled(root(), Some(encoder)).unwrap();
+    assert!(m.has_vectors());
+    let with = RiskDetector::default().with_model(Arc::new(m));
+    let without = bundled();
+    let life_care = |d: &RiskDetector, text: &str| {
+        d.detect(text, &[])
+            .into_iter()
+            .find(|h| h.kind == RiskKind::LifeCare)
+    };
+    let mut only_together = 0;
+    for text in [
+        "i gave my guitar to my brother and my books to a friend, this order is the last thing",
+        "everyone would be happier if i just wasnt around",
+    ] {
+        let hit = life_care(&with, text).unwrap_or_else(|| panic!("missed: {text}"));
+        if life_care(without, text).is_none() {
+            only_together += 1;
+            assert_eq!(hit.rule, "life_care.agree", "{text}");
+            assert!(hit.evidence.iter().any(|e| e.starts_with("vectors p=")));
+        }
+    }
+    assert!(only_together > 0, "the vectors added nothing");
+    for text in [
+        "please close my account, i'm moving to another bank",
+        "play the next song, i don't want to listen to this one",
+        "what's the weather like on the coast this weekend",
+        "this is my last order before the holidays, please ship it fast",
+        "I won't be home on Friday, can the courier come Monday",
+    ] {
+        assert!(life_care(&with, text).is_none(), "{text}");
+    }
+}

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use honeydesk::config::{BUNDLED_TRAIN, BUNDLED_VAL};
+use honeydesk::config::{BUNDLED_TRAIN, BUNDLED_VAL, E5_DIR};
 use honeydesk::eval::risk as risk_eval;
+use honeydesk::nlu::e5::WEIGHTS_FILE;
 use honeydesk::nlu::TrainConfig;
 use honeydesk::nlu::{data, datasets};
 use honeydesk::risk::{model, RiskDetector};
@@ -21,16 +22,27 @@ pub enum RiskCommand {
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Train the vector half on this sentence encoder instead (into --vectors-out).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        #[arg(long, default_value = model::BUNDLED_VECTORS)]
+        vectors_out: PathBuf,
     },
     /// Run every detector on TEXT (earlier turns with --before) and print the hits.
     Check {
         /// Lexicon only: leave the learned classifier out.
         #[arg(long)]
         no_model: bool,
+        /// Leave the vector half out even when the encoder is fetched.
+        #[arg(long)]
+        no_vectors: bool,
         /// An earlier shopper message, oldest first; repeat for more.
         #[arg(long)]
         before: Vec<String>,
-        #[arg(required = true)]
+        /// Check every line of this file instead (one JSON line each: the text and its hits).
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
+        #[arg(required_unless_present = "file")]
         text: Vec<String>,
     },
     /// Life-care recall on SOS-1K high-risk posts and false alarms on ordinary queries (counts only).
@@ -44,23 +56,45 @@ pub enum RiskCommand {
         /// Lexicon only: leave the learned classifier out.
         #[arg(long)]
         no_model: bool,
+        /// Leave the vector half out even when the encoder is fetched.
+        #[arg(long)]
+        no_vectors: bool,
     },
 }
 
-fn detector(no_model: bool) -> Result<RiskDetector> {
+/// The detectors as `serve` has them: the bundled life-care model, with its vector half when the
+/// e5 encoder has been fetched.
+fn detector(no_model: bool, no_vectors: bool) -> Result<RiskDetector> {
     let detector = RiskDetector::default();
     let dir = Path::new(model::BUNDLED_MODEL);
     if no_model || !dir.join("meta.json").exists() {
         return Ok(detector);
     }
-    let m =
-        model::LifeCareModel::load(dir).with_context(|| format!("loading {}", dir.display()))?;
+    let e5 = Path::new(E5_DIR);
+    let encoder = if no_vectors || !e5.join(WEIGHTS_FILE).is_file() {
+        None
+    } else {
+        Some(crate::cli::encoder::load_encoder(e5, "cpu")?)
+    };
+    let m = model::LifeCareModel::load_bundled(Path::new("."), encoder)
+        .with_context(|| format!("loading {}", dir.display()))?;
     Ok(detector.with_model(Arc::new(m)))
 }
 
 pub fn run(command: RiskCommand) -> Result<()> {
     match command {
-        RiskCommand::Train { out, seed } => {
+        RiskCommand::Train {
+            encoder: Some(dir),
+            vectors_out,
+            ..
+        } => {
+            let encoder = crate::cli::encoder::load_encoder(&dir, "cpu")?;
+            let head = model::train_vectors(Path::new("."), encoder)?;
+            head.save(&vectors_out)?;
+            eprintln!("saved {}", vectors_out.display());
+            Ok(())
+        }
+        RiskCommand::Train { out, seed, .. } => {
             let cfg = TrainConfig {
                 seed,
                 dim: model::DIM,
@@ -73,19 +107,30 @@ pub fn run(command: RiskCommand) -> Result<()> {
         }
         RiskCommand::Check {
             no_model,
+            no_vectors,
             before,
+            file,
             text,
         } => {
-            let hits = detector(no_model)?.detect(&text.join(" "), &before);
-            println!("{}", serde_json::to_string_pretty(&hits)?);
+            let detector = detector(no_model, no_vectors)?;
+            let Some(file) = file else {
+                let hits = detector.detect(&text.join(" "), &before);
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+                return Ok(());
+            };
+            for line in data::read_lines(&file)? {
+                let hits = detector.detect(&line, &before);
+                println!("{}", serde_json::json!({"text": line, "hits": hits}));
+            }
             Ok(())
         }
         RiskCommand::Eval {
             split,
             src,
             no_model,
+            no_vectors,
         } => {
-            let detector = detector(no_model)?;
+            let detector = detector(no_model, no_vectors)?;
             let shared = src.unwrap_or_else(datasets::shared_data_dir);
             let mut bundled = data::load(Path::new(BUNDLED_TRAIN))?;
             bundled.extend(data::load(Path::new(BUNDLED_VAL))?);

@@ -222,6 +222,12 @@ pub const IDIOMS: &[&str] = &[
     "empty package",
     "empty the cart",
     "empty cart",
+    // English: "life" in the name of a product or a property of one.
+    "life insurance",
+    "battery life",
+    "shelf life",
+    "life jacket",
+    "life vest",
     // English: death and killing as hyperbole.
     "dying to",
     "to die for",

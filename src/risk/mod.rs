@@ -308,6 +308,10 @@ const ANGER: &[&str] = &[
     "disgusting",
 ];
 
+/// Distress and context weight below which a message's words are too thin for the n-gram model
+/// alone at [`model::THRESHOLD`]: a single 海 (0.2), 病 or 楼 (0.3) is not talk about dying.
+const WEAK_SIGNAL: f32 = 0.4;
+
 /// The risk detectors.
 #[derive(Debug, Clone, Default)]
 pub struct RiskDetector {
@@ -403,15 +407,36 @@ impl RiskDetector {
             // It is only asked about messages with at least one distress or method word: on
             // text far from both its classes (poems, train tickets) its guess is noise.
             let lex = &LEXICONS;
-            let some_signal = weigh(&current.text, DISTRESS, &lex.distress).0
-                + weigh(&current.text, CONTEXT, &lex.context).0
-                > 0.0;
-            if some_signal && !hits.iter().any(|h| h.kind == RiskKind::LifeCare) {
+            let signal = weigh(&current.text, DISTRESS, &lex.distress).0
+                + weigh(&current.text, CONTEXT, &lex.context).0;
+            let some_signal = signal > 0.0;
+            // One weak word (海 in 凉拌海带, 病 in 颈椎病) opens the gate only to a sure model.
+            let model_threshold = if signal < WEAK_SIGNAL {
+                model::AGREE_THRESHOLD
+            } else {
+                model::THRESHOLD
+            };
+            if !hits.iter().any(|h| h.kind == RiskKind::LifeCare) {
                 match m.probabilities(&[message]) {
-                    Ok(p) if p[0] >= model::THRESHOLD => {
+                    Ok(p) if some_signal && p[0] >= model_threshold => {
                         let mut evidence = m.explain(message).unwrap_or_default();
                         evidence.push(format!("p={:.2}", p[0]));
                         push(&mut hits, RiskKind::LifeCare, "life_care.model", evidence);
+                    }
+                    // With no such word, the n-grams alone are not trusted: the sentence vectors,
+                    // a model of another kind, must agree. Most English crisis talk that names
+                    // no method and no distress word ("by then I'll be gone") is caught here.
+                    Ok(p) if p[0] >= model::AGREE_THRESHOLD => {
+                        match m.vector_probability(message) {
+                            Ok(Some(v)) if v >= model::AGREE_THRESHOLD => {
+                                let mut evidence = m.explain(message).unwrap_or_default();
+                                evidence.push(format!("p={:.2}", p[0]));
+                                evidence.push(format!("vectors p={v:.2}"));
+                                push(&mut hits, RiskKind::LifeCare, "life_care.agree", evidence);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "life-care vectors failed"),
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "life-care model failed"),

@@ -7,7 +7,10 @@
 //! the probability most, so an agent sees *which words* made the bot worry.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use crate::nlu::encoder::Encoder;
+use crate::nlu::head::{self, EncoderIntentModel, HeadConfig};
 use crate::nlu::{self, data, Example, IntentModel, NluError, TrainConfig};
 use crate::text;
 
@@ -53,10 +56,51 @@ pub fn train(root: &Path, cfg: &TrainConfig) -> Result<IntentModel, NluError> {
     Ok(nlu::train(&examples, None, cfg, &mut |_| {})?.model)
 }
 
+/// Where the vector half lives: a two-class head on the sentence encoder's vectors, trained on
+/// the same files by `honeydesk risk train --encoder`. It shares `serve`'s encoder and is used
+/// only when that encoder has been fetched.
+pub const BUNDLED_VECTORS: &str = "models/life_care_e5";
+
+/// P(life-care) at or above which both the n-grams and the sentence vectors must be for a message
+/// with no distress or method word to count as life-care. Either alone at this level fires on
+/// general talk about life ("what is the point of life") in CLINC150 and BANKING77; the two
+/// together rarely do (docs/models.md).
+pub const AGREE_THRESHOLD: f32 = 0.9;
+
 /// The trained classifier and how to read it.
 pub struct LifeCareModel {
     model: IntentModel,
     positive: usize,
+    /// The vector half, when the encoder is there ([`BUNDLED_VECTORS`]).
+    vectors: Option<(EncoderIntentModel, usize)>,
+}
+
+/// Train the vector half on the encoder's sentence vectors of [`training_set`] (each distinct
+/// text embedded once; the upsampled positives repeat their vector).
+pub fn train_vectors(root: &Path, encoder: Arc<Encoder>) -> Result<EncoderIntentModel, NluError> {
+    let examples = training_set(root)?;
+    let mut distinct: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let vectors = head::embed_cached(&encoder, &distinct)?;
+    let row = |t: &str| {
+        let i = distinct.binary_search(&t).expect("every text was embedded");
+        vectors[i].clone()
+    };
+    let rows: Vec<Vec<f32>> = examples.iter().map(|e| row(&e.text)).collect();
+    let mut head = head::train_on_vectors(
+        encoder,
+        None,
+        &examples,
+        &rows,
+        None,
+        &HeadConfig::default(),
+    )?;
+    // A plain linear read of the vector: the nearest-example vote would lean on whichever
+    // training line a message happens to sit near, where life-care needs a smooth boundary.
+    head.meta.knn = None;
+    head.drop_unused_support();
+    Ok(head)
 }
 
 impl std::fmt::Debug for LifeCareModel {
@@ -74,11 +118,55 @@ impl LifeCareModel {
             .iter()
             .position(|l| l == LIFE_CARE)
             .ok_or_else(|| NluError::Model(format!("the model has no '{LIFE_CARE}' label")))?;
-        Ok(LifeCareModel { model, positive })
+        Ok(LifeCareModel {
+            model,
+            positive,
+            vectors: None,
+        })
     }
 
     pub fn load(dir: &Path) -> Result<Self, NluError> {
         Self::new(IntentModel::load(dir, &candle_core::Device::Cpu)?)
+    }
+
+    /// Add the vector half (a head with the labels [`LIFE_CARE`] and [`ORDINARY`]).
+    pub fn with_vectors(mut self, head: EncoderIntentModel) -> Result<Self, NluError> {
+        let positive = head
+            .labels()
+            .iter()
+            .position(|l| l == LIFE_CARE)
+            .ok_or_else(|| {
+                NluError::Model(format!("the vector head has no '{LIFE_CARE}' label"))
+            })?;
+        self.vectors = Some((head, positive));
+        Ok(self)
+    }
+
+    /// The bundled model in `root`, with its vector half when `encoder` is given and a vector
+    /// head for that encoder is bundled (a head for another encoder is an error, not ignored).
+    pub fn load_bundled(root: &Path, encoder: Option<Arc<Encoder>>) -> Result<Self, NluError> {
+        let model = Self::load(&root.join(BUNDLED_MODEL))?;
+        let dir = root.join(BUNDLED_VECTORS);
+        match encoder {
+            Some(encoder) if dir.join("meta.json").is_file() => {
+                model.with_vectors(EncoderIntentModel::load(&dir, encoder)?)
+            }
+            _ => Ok(model),
+        }
+    }
+
+    /// Whether the vector half is loaded.
+    pub fn has_vectors(&self) -> bool {
+        self.vectors.is_some()
+    }
+
+    /// P(life-care) of `text` on its sentence vector; `None` without the vector half.
+    pub fn vector_probability(&self, text: &str) -> Result<Option<f32>, NluError> {
+        let Some((head, positive)) = &self.vectors else {
+            return Ok(None);
+        };
+        let p = head.probabilities(&[text])?;
+        Ok(Some(p[0][*positive]))
     }
 
     /// P(life-care) for each text.
