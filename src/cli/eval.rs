@@ -137,7 +137,7 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
         None => DialogConfig::default(),
     };
     let policy = config.policy(&shop);
-    let life_care = LifeCareModel::load(Path::new(LIFE_CARE_MODEL))
+    let life_care = LifeCareModel::load_bundled(Path::new("."), encoder.clone())
         .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
     let engine = Engine::new(
         args.model,

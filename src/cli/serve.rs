@@ -87,10 +87,15 @@ pub fn run(config: Config) -> Result<()> {
         );
         honeydesk::dialog::DialogConfig::default()
     };
-    let life_care = honeydesk::risk::model::LifeCareModel::load(Path::new(
-        honeydesk::risk::model::BUNDLED_MODEL,
-    ))
+    // With e5, the life-care model's vector half shares the cascade's encoder.
+    let life_care = honeydesk::risk::model::LifeCareModel::load_bundled(
+        Path::new("."),
+        model.head().map(|h| h.encoder.clone()),
+    )
     .context("loading the life-care model")?;
+    if life_care.has_vectors() {
+        eprintln!("life-care: lexicon, n-grams, and the e5 vector half when they agree");
+    }
     let engine = honeydesk::dialog::Engine::new(
         model,
         Arc::new(knowledge),

@@ -142,17 +142,18 @@ impl LifeCareModel {
         Ok(self)
     }
 
-    /// The bundled model in `root`, with its vector half when `encoder` is given and a vector
-    /// head for that encoder is bundled (a head for another encoder is an error, not ignored).
+    /// The bundled model in `root`, with its vector half when `encoder` is the encoder that half
+    /// was trained on (another encoder, such as MiniLM, leaves the n-grams alone).
     pub fn load_bundled(root: &Path, encoder: Option<Arc<Encoder>>) -> Result<Self, NluError> {
         let model = Self::load(&root.join(BUNDLED_MODEL))?;
         let dir = root.join(BUNDLED_VECTORS);
-        match encoder {
-            Some(encoder) if dir.join("meta.json").is_file() => {
-                model.with_vectors(EncoderIntentModel::load(&dir, encoder)?)
-            }
-            _ => Ok(model),
+        let Some(encoder) = encoder.filter(|_| dir.join("meta.json").is_file()) else {
+            return Ok(model);
+        };
+        if head::read_meta(&dir)?.encoder.weights_sha256 != encoder.id.weights_sha256 {
+            return Ok(model);
         }
+        model.with_vectors(EncoderIntentModel::load(&dir, encoder)?)
     }
 
     /// Whether the vector half is loaded.
