@@ -153,8 +153,8 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
         }
     })?;
     // The rankers side by side need the entries themselves: a stored shop's are not read back.
-    let rankers = match (&args.encoder, &encoder) {
-        (Some(_), Some(encoder)) if args.shop.is_none() => {
+    let rankers = match &encoder {
+        Some(encoder) if args.encoder.is_some() && args.shop.is_none() => {
             let entries = import::read_file(&faq_file, None)?;
             let queries: Vec<(String, Option<String>)> = turns
                 .iter()

@@ -404,8 +404,9 @@ impl RiskDetector {
         // The learned classifier, for indirect talk with no lexicon word. A model failure is
         // logged and leaves the lexicon's verdict standing: it can only add a hit.
         if let Some(m) = &self.model {
-            // It is only asked about messages with at least one distress or method word: on
-            // text far from both its classes (poems, train tickets) its guess is noise.
+            // With a distress or method word the n-grams decide alone; on text far from both
+            // their classes (poems, train tickets) their guess is noise, so without one they are
+            // trusted only when the sentence vectors agree (below).
             let lex = &LEXICONS;
             let signal = weigh(&current.text, DISTRESS, &lex.distress).0
                 + weigh(&current.text, CONTEXT, &lex.context).0;
@@ -416,22 +417,27 @@ impl RiskDetector {
             } else {
                 model::THRESHOLD
             };
+            // The words whose removal lowers P(life-care) most, then the probabilities.
+            let evidence = |probabilities: &[String]| {
+                let mut words = m.explain(message).unwrap_or_default();
+                words.extend_from_slice(probabilities);
+                words
+            };
             if !hits.iter().any(|h| h.kind == RiskKind::LifeCare) {
                 match m.probabilities(&[message]) {
                     Ok(p) if some_signal && p[0] >= model_threshold => {
-                        let mut evidence = m.explain(message).unwrap_or_default();
-                        evidence.push(format!("p={:.2}", p[0]));
+                        let evidence = evidence(&[format!("p={:.2}", p[0])]);
                         push(&mut hits, RiskKind::LifeCare, "life_care.model", evidence);
                     }
-                    // With no such word, the n-grams alone are not trusted: the sentence vectors,
-                    // a model of another kind, must agree. Most English crisis talk that names
-                    // no method and no distress word ("by then I'll be gone") is caught here.
+                    // Most English crisis talk that names no method and no distress word ("by
+                    // then I'll be gone") is caught here, by two models of different kinds.
                     Ok(p) if p[0] >= model::AGREE_THRESHOLD => {
                         match m.vector_probability(message) {
                             Ok(Some(v)) if v >= model::AGREE_THRESHOLD => {
-                                let mut evidence = m.explain(message).unwrap_or_default();
-                                evidence.push(format!("p={:.2}", p[0]));
-                                evidence.push(format!("vectors p={v:.2}"));
+                                let evidence = evidence(&[
+                                    format!("p={:.2}", p[0]),
+                                    format!("vectors p={v:.2}"),
+                                ]);
                                 push(&mut hits, RiskKind::LifeCare, "life_care.agree", evidence);
                             }
                             Ok(_) => {}
