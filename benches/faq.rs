@@ -148,7 +148,7 @@ fn faq(c: &mut Criterion) {
     let k = Knowledge::open(dir.path(), Analyzer::default(), RankWeights::default());
     k.import_file("big", &csv, None, ImportMode::Replace)
         .unwrap();
-    let now = knowledge::now();
+    let now = honeydesk::domain::now();
     let mut group = c.benchmark_group("faq/search_10k");
     for (name, query) in [
         ("zh_specific", "亲，燕麦色羊绒开衫会不会起球呀"),

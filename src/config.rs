@@ -40,9 +40,7 @@ pub fn default_model_dir() -> PathBuf {
         PathBuf::from(BUNDLED_MODEL)
     }
 }
-/// The bundled intent data the bundled model is trained on.
-pub const BUNDLED_TRAIN: &str = "intents/train.jsonl";
-pub const BUNDLED_VAL: &str = "intents/val.jsonl";
+pub use crate::nlu::data::{BUNDLED_TRAIN, BUNDLED_VAL};
 /// The demo shop `serve` loads when the data directory has none.
 pub const DEMO_SHOP: &str = "demo";
 pub const DEMO_FAQ: &str = "knowledge/demo.csv";

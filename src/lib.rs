@@ -7,16 +7,22 @@
 //! asks a clarifying question, or hands off to a human queue, recording the evidence for its choice.
 //!
 //! # Layout
+//! Lowest first; a module uses only its own layer and those below (`tests/layers.rs`,
+//! ARCHITECTURE.md):
+//! - [`domain`]: conversation, turn, event, role, handoff reason with its queue, the clock.
 //! - [`text`]: the normalizer every stage shares (width, case, script, emoji, shop-talk filler).
-//! - [`nlu`]: labelled data, the tokenizer, the candle intent model and its training.
-//! - [`eval`]: metrics over labelled data, shared by training (threshold choice) and `honeydesk eval`.
-//! - [`config`]: the one typed configuration.
-//! - [`server`]: the HTTP/websocket front.
+//! - [`nlu`], [`knowledge`], [`risk`]: the intent models and their metrics, the merchant's FAQ,
+//!   the risk detectors.
+//! - [`dialog`], [`handoff`]: the decision for one message; queues, agents and assignment.
+//! - [`store`]: durable conversations and events (SQLite).
+//! - [`server`], [`eval`]: the HTTP/websocket front; replaying labelled data and measuring.
+//! - [`config`]: the one typed configuration, read by the binary.
 //!
 //! The binary (`src/main.rs`) only parses the command line and calls into these modules.
 
 pub mod config;
 pub mod dialog;
+pub mod domain;
 pub mod eval;
 pub mod handoff;
 pub mod knowledge;

@@ -6,18 +6,15 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
 mod cli;
 
-use honeydesk::config::{Config, BUNDLED_MODEL, DEMO_FAQ, DEMO_SHOP};
-use honeydesk::eval::intent::{IntentMetrics, Scored};
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
-use honeydesk::nlu::{self, data, datasets, train::EpochReport, IntentModel, TrainConfig};
+use honeydesk::config::{Config, BUNDLED_MODEL, DEMO_SHOP};
+use honeydesk::nlu::{self, data, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -229,7 +226,7 @@ enum Command {
     /// Write a public data set from ../shared/data as JSONL files (train/val/test).
     Datasets {
         #[arg(value_enum)]
-        name: DatasetName,
+        name: cli::train::DatasetName,
         #[arg(long)]
         out: PathBuf,
         /// The shared data directory (default ../shared/data, or HONEYDESK_SHARED_DATA).
@@ -306,13 +303,6 @@ enum Command {
         #[arg(long)]
         echo: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DatasetName {
-    Clinc150,
-    Banking77,
-    Smp2019,
 }
 
 fn main() {
@@ -398,7 +388,7 @@ fn run(cli: Cli) -> Result<()> {
                 device: nlu::device(&device)?,
                 ..TrainConfig::default()
             };
-            train_to(&data, val.as_deref(), &out, &cfg)
+            cli::train::train_to(&data, val.as_deref(), &out, &cfg)
         }
         Command::Classify {
             model,
@@ -409,7 +399,7 @@ fn run(cli: Cli) -> Result<()> {
             if honeydesk::nlu::head::is_head(&model) {
                 return cli::encoder::classify(&model, &device, &text, json);
             }
-            let model = load_model(&model, &device)?;
+            let model = cli::train::load_model(&model, &device)?;
             for t in &text {
                 let p = model.classify(t)?;
                 if json {
@@ -464,7 +454,7 @@ fn run(cli: Cli) -> Result<()> {
                         Some(enc) => cli::encoder::cross_validate(
                             &examples, k, seed, enc, lexical, &device, json,
                         ),
-                        None => cross_validate(&examples, k, seed, &device, json),
+                        None => cli::train::cross_validate(&examples, k, seed, &device, json),
                     }
                 }
                 // An encoder head on plain labelled examples: each tier and the cascade side by side.
@@ -481,7 +471,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => cli::eval::run(cli::eval::EvalArgs {
                     data,
-                    model: load_intents(&model, &device)?,
+                    model: cli::train::load_intents(&model, &device)?,
                     shop,
                     faq,
                     config,
@@ -502,7 +492,7 @@ fn run(cli: Cli) -> Result<()> {
             src,
             shots,
             seed,
-        } => write_dataset(name, &out, src, shots.map(|k| (k, seed))),
+        } => cli::train::write_dataset(name, &out, src, shots.map(|k| (k, seed))),
         Command::Tune {
             shop,
             data,
@@ -517,7 +507,7 @@ fn run(cli: Cli) -> Result<()> {
         } => cli::eval::tune(
             cli::eval::EvalArgs {
                 data,
-                model: load_intents(
+                model: cli::train::load_intents(
                     &model.unwrap_or_else(honeydesk::config::default_model_dir),
                     "cpu",
                 )?,
@@ -573,7 +563,7 @@ fn run(cli: Cli) -> Result<()> {
             model,
             data_dir,
             json,
-        } => chat(&shop, &config, &model, &data_dir, json),
+        } => cli::chat::run(&shop, &config, &model, &data_dir, json),
         Command::Serve {
             listen,
             model,
@@ -601,221 +591,4 @@ fn run(cli: Cli) -> Result<()> {
             cli::serve::run(config)
         }
     }
-}
-
-fn chat(shop: &str, config: &Path, model: &Path, data_dir: &Path, json: bool) -> Result<()> {
-    use honeydesk::dialog::{Action, Context, Conversation, DialogConfig, Engine};
-    use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
-    use std::io::BufRead;
-    let config = DialogConfig::load(config)?;
-    let knowledge = Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
-    if shop == DEMO_SHOP && !knowledge.has_shop(DEMO_SHOP) {
-        knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
-    }
-    let intents = load_model(model, "cpu")?;
-    let life_care = LifeCareModel::load(Path::new(LIFE_CARE_MODEL))
-        .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
-    let engine = Engine::new(
-        Arc::new(intents),
-        Arc::new(knowledge),
-        Some(Arc::new(life_care)),
-        config,
-    );
-    let mut conv = Conversation::new("terminal", shop);
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ctx = Context {
-            now: honeydesk::knowledge::now(),
-            agents_available: 1,
-        };
-        let d = engine.respond(&mut conv, &line, &ctx)?;
-        if json {
-            println!("{}", serde_json::to_string(&d)?);
-            continue;
-        }
-        match &d.action {
-            Action::Answer { text, buttons, .. } => {
-                println!("bot: {text}");
-                if !buttons.is_empty() {
-                    println!("     [{}]", buttons.join("] ["));
-                }
-            }
-            Action::AskFor { text, .. } | Action::Closed { text } => println!("bot: {text}"),
-            Action::Clarify { text, choices } => {
-                let labels: Vec<&str> = choices.iter().map(|c| c.label.as_str()).collect();
-                println!("bot: {text}\n     [{}]", labels.join("] ["));
-            }
-            Action::Handoff {
-                reason,
-                queue,
-                reply,
-                ..
-            } => println!("bot: {reply}\n     (handed off: {reason:?} -> queue {queue})"),
-            Action::Silent => println!("     (a human owns this chat; the bot stays silent)"),
-        }
-        println!("     rule {}", d.trace.rule);
-    }
-    Ok(())
-}
-
-/// The fast model in `dir`, or the cascade of the encoder head there.
-fn load_intents(dir: &Path, device: &str) -> Result<nlu::cascade::Cascade> {
-    nlu::cascade::load(dir, &nlu::device(device)?)
-        .with_context(|| format!("loading the intent model in {}", dir.display()))
-}
-
-fn load_model(dir: &Path, device: &str) -> Result<IntentModel> {
-    IntentModel::load(dir, &nlu::device(device)?)
-        .with_context(|| format!("loading the intent model in {}", dir.display()))
-}
-
-fn print_epoch(r: &EpochReport) {
-    let val = r.val_accuracy.map_or(String::new(), |a| {
-        format!("  val accuracy {:.2}%", a * 100.0)
-    });
-    eprintln!(
-        "epoch {:>2}/{}  loss {:.4}{val}  ({:.1}s)",
-        r.epoch, r.epochs, r.loss, r.seconds
-    );
-}
-
-fn train_to(data: &Path, val: Option<&Path>, out: &Path, cfg: &TrainConfig) -> Result<()> {
-    let train = data::load(data)?;
-    let val = val.map(data::load).transpose()?;
-    eprintln!(
-        "training on {} examples ({} labels){}",
-        train.len(),
-        train
-            .iter()
-            .map(|e| e.label())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len(),
-        val.as_ref()
-            .map_or(String::new(), |v| format!(", validating on {}", v.len()))
-    );
-    let report = nlu::train(&train, val.as_deref(), cfg, &mut print_epoch)?;
-    report.model.save(out)?;
-    let meta = &report.model.meta;
-    eprintln!(
-        "saved {} ({} features, temperature {:.3}, threshold {:.3}) in {:.1}s",
-        out.display(),
-        meta.features,
-        meta.temperature,
-        meta.threshold,
-        meta.train_seconds
-    );
-    eprintln!("threshold: {}", meta.threshold_rule);
-    if let Some(m) = &report.val {
-        eprintln!("{}", serde_json::to_string_pretty(m)?);
-    }
-    Ok(())
-}
-
-fn cross_validate(
-    examples: &[data::Example],
-    k: usize,
-    seed: u64,
-    device: &str,
-    json: bool,
-) -> Result<()> {
-    if k < 2 {
-        bail!("--folds needs at least 2 folds, got {k}");
-    }
-    let cfg = TrainConfig {
-        seed,
-        device: nlu::device(device)?,
-        ..TrainConfig::default()
-    };
-    let mut accs = Vec::new();
-    let mut f1s = Vec::new();
-    for fold in 0..k {
-        let (train, test) = data::fold_split(examples, k, fold, seed);
-        let report = nlu::train(&train, None, &cfg, &mut |_| {})?;
-        let m = IntentMetrics::compute(&Scored::from_model(&report.model, &test)?, 0.0);
-        eprintln!(
-            "fold {}/{k}: accuracy {:.2}%  macro F1 {:.4}",
-            fold + 1,
-            m.accuracy * 100.0,
-            m.macro_f1
-        );
-        accs.push(m.accuracy);
-        f1s.push(m.macro_f1);
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let std = |v: &[f64]| {
-        let m = mean(v);
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
-    };
-    if json {
-        let out = serde_json::json!({"folds": k, "intent": {"accuracy": mean(&accs), "accuracy_std": std(&accs), "macro_f1": mean(&f1s), "macro_f1_std": std(&f1s), "per_fold_accuracy": accs}});
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "{k}-fold accuracy {:.2}% ± {:.2}  macro F1 {:.4} ± {:.4}",
-            mean(&accs) * 100.0,
-            std(&accs) * 100.0,
-            mean(&f1s),
-            std(&f1s)
-        );
-    }
-    Ok(())
-}
-
-fn write_dataset(
-    name: DatasetName,
-    out: &Path,
-    src: Option<PathBuf>,
-    shots: Option<(usize, u64)>,
-) -> Result<()> {
-    let src = src.unwrap_or_else(datasets::shared_data_dir);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let write = |file: &str, ex: &[data::Example]| -> Result<()> {
-        let path = out.join(file);
-        data::write_jsonl(&path, ex).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {} ({} examples)", path.display(), ex.len());
-        Ok(())
-    };
-    if let Some((k, seed)) = shots {
-        let all = match name {
-            DatasetName::Clinc150 => {
-                let d = datasets::clinc150(&src.join("clinc150/data_full.json"))?;
-                d.train.into_iter().chain(d.val).chain(d.test).collect()
-            }
-            DatasetName::Banking77 => datasets::banking77(&src.join("banking77/train.csv"))?,
-            DatasetName::Smp2019 => datasets::smp2019(&src.join("smp2019_ecdt_nlu/train.json"))?,
-        };
-        let split = datasets::few_shot(&all, k, seed);
-        write("train.jsonl", &split.train)?;
-        write("val.jsonl", &split.val)?;
-        write("test.jsonl", &split.test)?;
-        if !split.dropped.is_empty() {
-            eprintln!(
-                "left out {} labels with fewer than {} examples: {}",
-                split.dropped.len(),
-                2 * k,
-                split.dropped.join(", ")
-            );
-        }
-        return Ok(());
-    }
-    match name {
-        DatasetName::Clinc150 => {
-            let d = datasets::clinc150(&src.join("clinc150/data_full.json"))?;
-            write("train.jsonl", &d.train)?;
-            write("val.jsonl", &d.val)?;
-            write("test.jsonl", &d.test)?;
-        }
-        DatasetName::Banking77 => write(
-            "all.jsonl",
-            &datasets::banking77(&src.join("banking77/train.csv"))?,
-        )?,
-        DatasetName::Smp2019 => write(
-            "all.jsonl",
-            &datasets::smp2019(&src.join("smp2019_ecdt_nlu/train.json"))?,
-        )?,
-    }
-    Ok(())
 }

@@ -6,7 +6,16 @@
 //! forms meet in one place. The risk detectors read both the raw and the normalized text: an emoji or
 //! a filler word can matter there, so nothing here decides anything, it only canonicalises.
 
+use std::sync::OnceLock;
+
 use unicode_normalization::UnicodeNormalization;
+
+/// The process's jieba segmenter, shared by the FAQ analyzer and the life-care model; its
+/// dictionary loads once, on first use.
+pub fn jieba() -> &'static jieba_rs::Jieba {
+    static JIEBA: OnceLock<jieba_rs::Jieba> = OnceLock::new();
+    JIEBA.get_or_init(jieba_rs::Jieba::new)
+}
 
 /// Longest shopper message accepted, in characters. An FAQ question is a message a shopper could
 /// send, so the import takes questions up to the same length.

@@ -2,7 +2,8 @@
 //! row-level errors that change nothing, entry edits, settings previewed on the shop's own
 //! decisions and then applied, and the shop's numbers.
 
-use honeydesk::server::auth::{create_key, Role};
+use honeydesk::domain::Role;
+use honeydesk::server::auth::create_key;
 use serde_json::{json, Value};
 
 use crate::net::{self, call, http, next, send, until, Options};

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use honeydesk::dialog::Speaker;
+use honeydesk::domain::Role;
 use honeydesk::handoff::{Agent, HandoffStore, MemoryHandoff};
-use honeydesk::server::auth::{create_key, Role};
+use honeydesk::server::auth::create_key;
 use serde_json::{json, Value};
 
 use crate::net::{self, next, send, until, Options, Socket};

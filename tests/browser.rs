@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use honeydesk::domain::Role;
 use honeydesk::handoff::{Agent, HandoffStore};
-use honeydesk::server::auth::{create_key, Role};
+use honeydesk::server::auth::create_key;
 use serde_json::json;
 
 use crate::net::{self, Options};
@@ -115,7 +116,7 @@ async fn a_shopper_and_an_agent_go_through_a_handoff_in_chromium() {
     })
     .await;
     let addr = server.addr;
-    let mut amy = Agent::new("amy", honeydesk::dialog::QUEUES, 4);
+    let mut amy = Agent::new("amy", honeydesk::domain::QUEUES, 4);
     amy.name = "小美 Amy".into();
     server.state.handoff.add_agent(amy);
     let token = create_key(

@@ -20,7 +20,7 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn bundled_config_open_now(dest: &Path) {
     use chrono::Timelike;
     let text = std::fs::read_to_string(root().join("honeydesk.toml")).unwrap();
-    let hour = honeydesk::knowledge::now().hour();
+    let hour = honeydesk::domain::now().hour();
     let open = format!("open = \"{:02}:00\"", (hour + 22) % 24);
     let close = format!("close = \"{:02}:00\"", (hour + 2) % 24);
     assert!(text.contains("open = \"09:00\"") && text.contains("close = \"23:00\""));

@@ -2,7 +2,8 @@
 //! merchant's logged-in shopper, signed with the shop's secret, keeps one history across devices.
 //! A missing or bad signature is refused, never trusted.
 
-use honeydesk::server::auth::{create_key, hmac_sha256_hex, Role};
+use honeydesk::domain::Role;
+use honeydesk::server::auth::{create_key, hmac_sha256_hex};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

@@ -447,7 +447,7 @@ fn the_cascade_sends_what_the_fast_model_gets_wrong_to_the_encoder_and_keeps_chi
         let knowledge = Knowledge::open(&kdir, Analyzer::default(), RankWeights::default());
         let engine = Engine::new(loaded, Arc::new(knowledge), None, DialogConfig::default());
         let ctx = Context {
-            now: honeydesk::knowledge::now(),
+            now: honeydesk::domain::now(),
             agents_available: 1,
         };
         let mut conv = Conversation::new("c1", "demo");
@@ -545,7 +545,7 @@ fn faq_question_vectors_are_reused_across_imports_and_mixed_with_the_lexical_sco
     let enc_dir = dir.path().join("tiny");
     tiny_bert(&enc_dir, 5);
     let encoder = Encoder::load(&enc_dir, &Device::Cpu).unwrap();
-    let now = honeydesk::knowledge::now();
+    let now = honeydesk::domain::now();
     let entries = shop_faq();
     let index = ShopIndex::build(
         entries.clone(),
@@ -658,7 +658,7 @@ fn the_knowledge_store_keeps_question_vectors_beside_the_shop_and_asks_the_encod
         Knowledge::open(&data, Analyzer::default(), RankWeights::default())
             .with_semantic(encoder.clone(), HybridPolicy::default())
     };
-    let now = honeydesk::knowledge::now();
+    let now = honeydesk::domain::now();
     let mut entries = shop_faq();
     entries.push(faq(
         "size",

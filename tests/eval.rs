@@ -399,7 +399,7 @@ fn the_html_report_is_self_contained() {
 
 #[test]
 fn eval_reports_the_same_intent_numbers_as_the_model_metrics() {
-    use honeydesk::eval::intent::{IntentMetrics, Scored};
+    use honeydesk::nlu::calibrate::{IntentMetrics, Scored};
     let val = root().join("intents/val.jsonl");
     let fast = root().join("models/intent");
     let out = honeydesk(&[

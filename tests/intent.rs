@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use honeydesk::eval::intent::{IntentMetrics, Scored};
+use honeydesk::nlu::calibrate::{IntentMetrics, Scored};
 use honeydesk::nlu::{self, data, IntentModel, TrainConfig};
 
 use crate::common::{bundled_trained, fixture, root, shared};

@@ -12,6 +12,7 @@ mod eval;
 mod handoff;
 mod intent;
 mod knowledge;
+mod layers;
 mod net;
 mod risk;
 mod server;

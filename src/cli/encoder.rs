@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
+use honeydesk::nlu::calibrate::{curve, IntentMetrics, Scored};
 use honeydesk::nlu::cascade::{self, Cascade, Tier};
 use honeydesk::nlu::data::{self, Example};
 use honeydesk::nlu::e5::Precision;

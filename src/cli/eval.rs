@@ -9,11 +9,9 @@ use anyhow::{Context, Result};
 use honeydesk::config::{DEMO_FAQ, DEMO_SHOP};
 use honeydesk::dialog::{DialogConfig, Engine};
 use honeydesk::eval::faq as faq_eval;
-use honeydesk::eval::intent::{curve, IntentMetrics, Scored};
 use honeydesk::eval::replay::{self, ReplayMetrics, SweepPoint};
-use honeydesk::knowledge::{
-    self, import, Analyzer, HybridPolicy, ImportMode, Knowledge, RankWeights,
-};
+use honeydesk::knowledge::{import, Analyzer, HybridPolicy, ImportMode, Knowledge, RankWeights};
+use honeydesk::nlu::calibrate::{curve, IntentMetrics, Scored};
 use honeydesk::nlu::cascade::{self, Cascade};
 use honeydesk::nlu::Example;
 use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
@@ -91,7 +89,7 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
     let (turns, bad) = replay::load(&args.data, args.skip_bad)?;
     let now = match &args.at {
         Some(at) => import::parse_time(at, false).with_context(|| format!("--at '{at}'"))?,
-        None => knowledge::now(),
+        None => honeydesk::domain::now(),
     };
 
     // The shop: a FAQ file or the demo shop go into a scratch data directory; --shop reads the

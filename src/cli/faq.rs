@@ -174,7 +174,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
             let now = match at {
                 Some(at) => import::parse_time(&at, false)
                     .with_context(|| format!("--at '{at}' is not a date or time"))?,
-                None => knowledge::now(),
+                None => honeydesk::domain::now(),
             };
             let text = text.join(" ");
             let hits = with(&encoder)?.search(&shop, &text, k, now)?;
@@ -229,7 +229,7 @@ pub fn run(command: FaqCommand, data_dir: &Path) -> Result<()> {
             if !(0.0..=1.0).contains(&indexed) {
                 bail!("--indexed must be between 0 and 1");
             }
-            let now = knowledge::now();
+            let now = honeydesk::domain::now();
             if let (Some(file), Some(queries)) = (&file, &queries) {
                 let entries = import::read_file(file, None)?;
                 let queries = faq_eval::held_out_queries(queries)?;
@@ -386,7 +386,7 @@ fn evaluate(
     for &seg in segmenters {
         for (name, weights) in rankers {
             let m: RetrievalMetrics =
-                faq_eval::run(bench, Analyzer::new(seg), weights, knowledge::now())?;
+                faq_eval::run(bench, Analyzer::new(seg), weights, honeydesk::domain::now())?;
             if json {
                 rows.push(serde_json::json!({"segmenter": seg, "ranker": name, "weights": weights, "metrics": m}));
             } else {

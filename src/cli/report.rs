@@ -8,10 +8,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use honeydesk::dialog::{Action, Source};
-use honeydesk::eval::intent::Scored;
 use honeydesk::eval::replay::{
     answer_is_wrong, EntryIntents, LabelledTurn, SweepPoint, TurnResult,
 };
+use honeydesk::nlu::calibrate::Scored;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

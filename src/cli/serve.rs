@@ -7,10 +7,11 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use honeydesk::config::{Config, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_FAQ, DEMO_SHOP};
+use honeydesk::domain::Role;
 use honeydesk::handoff::{Agent, HandoffStore, MemoryHandoff};
 use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::nlu::{self, TrainConfig};
-use honeydesk::server::auth::{create_key, Role};
+use honeydesk::server::auth::create_key;
 use honeydesk::store::{ChatStore, SqliteStore};
 
 /// Where `serve` keeps the demo keys it made on first start, readable by the owner only.
@@ -35,7 +36,7 @@ pub fn run(config: Config) -> Result<()> {
             device: device.clone(),
             ..TrainConfig::default()
         };
-        crate::train_to(
+        super::train::train_to(
             Path::new(BUNDLED_TRAIN),
             Some(Path::new(BUNDLED_VAL)),
             &config.model_dir,
@@ -169,7 +170,7 @@ fn demo_keys(
 ) -> Result<Option<String>> {
     let path = data_dir.join(DEMO_KEYS);
     if store.key_count()? == 0 {
-        let mut agent = Agent::new("amy", honeydesk::dialog::QUEUES, 5);
+        let mut agent = Agent::new("amy", honeydesk::domain::QUEUES, 5);
         agent.name = "小美 Amy".into();
         agent.supervisor = true;
         handoff.add_agent(agent);
@@ -266,9 +267,9 @@ pub fn keys(command: KeysCommand, data_dir: &Path) -> Result<()> {
                     let skills: Vec<&str> = skills.iter().map(String::as_str).collect();
                     for s in &skills {
                         anyhow::ensure!(
-                            honeydesk::dialog::QUEUES.contains(s),
+                            honeydesk::domain::QUEUES.contains(s),
                             "unknown queue '{s}'; queues: {}",
-                            honeydesk::dialog::QUEUES.join(", ")
+                            honeydesk::domain::QUEUES.join(", ")
                         );
                     }
                     let mut a = Agent::new(&id, &skills, capacity);

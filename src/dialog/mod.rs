@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::{Conversation, DialogState, Owner, Reason, Speaker, Turn};
 use crate::knowledge::{Knowledge, KnowledgeError};
 use crate::nlu::cascade::{Cascade, Tier};
 use crate::nlu::{NluError, OOS};
@@ -56,83 +57,6 @@ impl Lang {
         }
     }
 }
-
-/// Why a conversation goes to a human. Decides the queue and the priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    LifeCare,
-    DangerousMedicine,
-    Elderly,
-    Dispute,
-    HumanRequest,
-    /// Nothing the bot knows is confident enough, twice.
-    LowConfidence,
-    /// The shopper said the bot's answers did not help, twice.
-    Unhelpful,
-    /// The FAQ entry answered asks for a human to follow up.
-    NotifyHuman,
-    /// The shop receives shoppers with humans first.
-    Reception,
-    /// A merchant action failed or timed out.
-    ActionFailed,
-}
-
-impl Reason {
-    pub fn from_risk(kind: RiskKind) -> Reason {
-        match kind {
-            RiskKind::LifeCare => Reason::LifeCare,
-            RiskKind::DangerousMedicine => Reason::DangerousMedicine,
-            RiskKind::Elderly => Reason::Elderly,
-            RiskKind::Dispute => Reason::Dispute,
-            RiskKind::HumanRequest => Reason::HumanRequest,
-        }
-    }
-
-    /// Queue priority, higher first.
-    pub fn priority(self) -> u8 {
-        match self {
-            Reason::LifeCare => 100,
-            Reason::DangerousMedicine => 90,
-            Reason::Elderly => 60,
-            Reason::Dispute => 50,
-            Reason::NotifyHuman | Reason::ActionFailed => 35,
-            Reason::HumanRequest | Reason::Unhelpful | Reason::LowConfidence => 30,
-            Reason::Reception => 20,
-        }
-    }
-
-    /// The queue (skill) this reason goes to.
-    /// The name of the reason as the wire and the metrics spell it.
-    pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default()
-    }
-
-    pub fn queue(self) -> &'static str {
-        match self {
-            Reason::LifeCare | Reason::DangerousMedicine => "life_care",
-            Reason::Elderly => "elderly_care",
-            Reason::Dispute => "disputes",
-            Reason::NotifyHuman | Reason::ActionFailed => "after_sales",
-            Reason::HumanRequest
-            | Reason::Unhelpful
-            | Reason::LowConfidence
-            | Reason::Reception => "general",
-        }
-    }
-}
-
-/// Every human queue, highest-priority first.
-pub const QUEUES: &[&str] = &[
-    "life_care",
-    "disputes",
-    "elderly_care",
-    "after_sales",
-    "general",
-];
 
 /// One quick-reply choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,113 +143,6 @@ pub struct Trace {
 pub struct Decision {
     pub action: Action,
     pub trace: Trace,
-}
-
-/// Who speaks in a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Speaker {
-    Shopper,
-    Bot,
-    Agent,
-}
-
-/// Who owns a conversation right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Owner {
-    Bot,
-    /// Handed off, waiting in a queue: the bot is silent, the messages are kept for the agent.
-    Queued,
-    Agent,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Turn {
-    pub speaker: Speaker,
-    pub text: String,
-    pub at: DateTime<FixedOffset>,
-}
-
-/// One shopper's conversation with one shop.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Conversation {
-    pub id: String,
-    pub shop: String,
-    /// Missing in the store's state rows, which keep the transcript as events.
-    ///
-    /// Shared turns: a conversation is copied out of the handoff store and back for every
-    /// message, and copying each turn's text made a message's cost grow with the chat's length
-    /// (in 60-message chats under load, the copies were the largest cost that grew; perf).
-    #[serde(default)]
-    pub turns: Vec<Arc<Turn>>,
-    /// Values extracted so far (order number, phone, ...), newest wins.
-    pub slots: BTreeMap<String, String>,
-    /// Unhelpful bot turns in a row.
-    pub unhelpful: u32,
-    pub owner: Owner,
-    /// An intent waiting for a value the shopper has not given yet.
-    pub pending: Option<String>,
-    /// Why the last merchant action failed, for the trace (taken by the next decision).
-    #[serde(skip)]
-    pub action_error: Option<String>,
-}
-
-impl Conversation {
-    pub fn new(id: impl Into<String>, shop: impl Into<String>) -> Self {
-        Conversation {
-            id: id.into(),
-            shop: shop.into(),
-            turns: Vec::new(),
-            slots: BTreeMap::new(),
-            unhelpful: 0,
-            owner: Owner::Bot,
-            pending: None,
-            action_error: None,
-        }
-    }
-
-    /// Add a turn to the transcript (shared, see [`Self::turns`]).
-    pub fn push_turn(&mut self, speaker: Speaker, text: String, at: DateTime<FixedOffset>) {
-        self.turns.push(Arc::new(Turn { speaker, text, at }));
-    }
-
-    /// Everything but the transcript: what the store must write again when it changes.
-    pub fn dialog_state(&self) -> DialogState {
-        DialogState {
-            slots: self.slots.clone(),
-            unhelpful: self.unhelpful,
-            owner: self.owner,
-            pending: self.pending.clone(),
-        }
-    }
-
-    /// The shopper's last `n` messages, oldest first (what the risk detectors read: they look
-    /// back [`crate::risk::HISTORY_TURNS`] messages, and copying the whole history made every
-    /// message of a long chat dearer than the last).
-    pub fn shopper_history(&self, n: usize) -> Vec<String> {
-        let mut recent: Vec<String> = self
-            .turns
-            .iter()
-            .rev()
-            .filter(|t| t.speaker == Speaker::Shopper)
-            .take(n)
-            .map(|t| t.text.clone())
-            .collect();
-        recent.reverse();
-        recent
-    }
-}
-
-/// A conversation's state without its transcript ([`Conversation::dialog_state`]): what the
-/// store keeps of it beside the events. Most messages change none of it, and then the server
-/// does not write it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DialogState {
-    pub slots: BTreeMap<String, String>,
-    pub unhelpful: u32,
-    pub owner: Owner,
-    pub pending: Option<String>,
 }
 
 /// What the engine needs to know about the world for one message.
@@ -618,7 +435,7 @@ impl Engine {
 
         // 1. Risk, before anything else.
         if let Some(top) = trace.risk.first() {
-            let reason = Reason::from_risk(top.kind);
+            let reason = top.kind.reason();
             trace.rule = format!("risk.{}", top.kind.as_str());
             let action = self.handoff_or_closed(reason, lang, &policy, ctx);
             return Ok(self.finish(conv, action, trace, ctx));

@@ -8,7 +8,7 @@
 //!   the demo shop's held-out questions (see README), and need no dictionary, which matters for shop
 //!   vocabulary (brand and product names) that no general dictionary has.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rust_stemmers::{Algorithm, Stemmer};
 
@@ -30,12 +30,6 @@ pub enum Segmenter {
 pub struct Analyzer {
     segmenter: Segmenter,
     stemmer: Arc<Stemmer>,
-}
-
-/// The process's jieba segmenter; its dictionary loads once, on first use.
-pub(crate) fn jieba() -> &'static jieba_rs::Jieba {
-    static JIEBA: OnceLock<jieba_rs::Jieba> = OnceLock::new();
-    JIEBA.get_or_init(jieba_rs::Jieba::new)
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -97,7 +91,7 @@ impl Analyzer {
                 terms.extend(chars.windows(2).map(|w| w.iter().collect::<String>()));
             }
             Segmenter::Jieba => {
-                for token in jieba().cut_for_search(run, true) {
+                for token in crate::text::jieba().cut_for_search(run, true) {
                     if token.word.chars().count() > 1 {
                         terms.push(token.word.to_string());
                     }

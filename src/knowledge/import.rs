@@ -544,7 +544,7 @@ fn json_row(item: &Value, at: Location) -> Result<RawRow, RowError> {
 
 /// The offset naive dates and times are read in: China Standard Time, the demo shop's. A CSV cell
 /// `2026-11-12` as `valid_to` means the end of that day there.
-pub const NAIVE_OFFSET_SECONDS: i32 = 8 * 3600;
+pub const NAIVE_OFFSET_SECONDS: i32 = crate::domain::SHOP_OFFSET_SECONDS;
 
 /// Parse a validity bound. `end` makes a bare date mean the last second of that day.
 pub fn parse_time(s: &str, end: bool) -> Option<DateTime<FixedOffset>> {

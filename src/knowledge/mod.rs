@@ -76,12 +76,6 @@ pub fn check_shop(shop: &str) -> Result<(), KnowledgeError> {
     }
 }
 
-/// The current time in the offset naive FAQ dates are read in.
-pub fn now() -> DateTime<FixedOffset> {
-    let tz = FixedOffset::east_opt(import::NAIVE_OFFSET_SECONDS).expect("valid offset");
-    chrono::Utc::now().with_timezone(&tz)
-}
-
 /// Whether an import replaces the shop's FAQ or adds to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImportMode {

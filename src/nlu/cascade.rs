@@ -16,7 +16,7 @@ use super::data::{Example, OOS};
 use super::head::EncoderIntentModel;
 use super::model::{IntentModel, Prediction};
 use super::{NluError, Result};
-use crate::eval::intent::{IntentMetrics, Scored};
+use crate::nlu::calibrate::{IntentMetrics, Scored};
 
 /// Which model answered a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The bundled intent data the bundled model is trained on, and its held-out validation set.
+pub const BUNDLED_TRAIN: &str = "intents/train.jsonl";
+pub const BUNDLED_VAL: &str = "intents/val.jsonl";
+
 /// The label of an out-of-scope example, as written in data files and reported by the model.
 pub const OOS: &str = "oos";
 

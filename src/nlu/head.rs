@@ -1,6 +1,6 @@
 //! An intent classifier on a sentence encoder's vectors: a linear softmax head trained with candle,
 //! calibrated and thresholded on validation data exactly like the fast model
-//! ([`crate::eval::intent::fit_temperature`], [`crate::eval::intent::choose_threshold`]).
+//! ([`crate::nlu::calibrate::fit_temperature`], [`crate::nlu::calibrate::choose_threshold`]).
 //!
 //! The head is small (dim × labels); the encoder is not saved with it, only its [`EncoderId`], so
 //! a head is refused by any other encoder. Training embeds every example once and then runs many
@@ -18,7 +18,7 @@ use super::encoder::{Encoder, EncoderId};
 use super::model::{best_in_scope, decide_on, Prediction};
 use super::rng::SplitMix64;
 use super::{NluError, Result};
-use crate::eval::intent::{choose_threshold, fit_temperature, IntentMetrics, Scored};
+use crate::nlu::calibrate::{choose_threshold, fit_temperature, IntentMetrics, Scored};
 use crate::text::normalize;
 
 /// Bumped when the files change meaning.
@@ -760,7 +760,7 @@ pub fn train_on_vectors(
         }
     }
     let oos = labels.iter().position(|l| l == OOS);
-    let initial = crate::eval::intent::initial_threshold(cfg.threshold);
+    let initial = crate::nlu::calibrate::initial_threshold(cfg.threshold);
     let mut model = EncoderIntentModel {
         meta: HeadMeta {
             format: FORMAT,

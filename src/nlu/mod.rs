@@ -8,6 +8,7 @@
 //! - [`encoder`], [`head`]: the accurate tier, a pretrained sentence encoder (BERT family, from a
 //!   local folder) with a trained softmax head on its vectors.
 
+pub mod calibrate;
 pub mod cascade;
 pub mod data;
 pub mod datasets;

@@ -20,7 +20,7 @@ use super::model::{tfidf, IntentModel, ModelMeta, Net, SparseBatch, FORMAT};
 use super::rng::SplitMix64;
 use super::tokenizer::{self, VocabConfig};
 use super::Result;
-use crate::eval::intent::{choose_threshold, fit_temperature, IntentMetrics, Scored};
+use crate::nlu::calibrate::{choose_threshold, fit_temperature, IntentMetrics, Scored};
 use crate::text::normalize;
 
 /// Everything `honeydesk train` can set. The defaults are what the numbers in README were measured with.
@@ -299,7 +299,7 @@ pub fn train(
     }
 
     let mut model = snap(&table)?;
-    let initial = crate::eval::intent::initial_threshold(cfg.threshold);
+    let initial = crate::nlu::calibrate::initial_threshold(cfg.threshold);
     let mut meta = ModelMeta {
         format: FORMAT,
         dim,

@@ -22,6 +22,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Reason;
 use crate::text;
 use lexicon::{
     CONTEXT, DANGEROUS, DISTRESS, DISTRESS_THRESHOLD, HUMAN_EXACT, IDIOMS, NEGATIONS, QUANTITY,
@@ -41,14 +42,14 @@ pub enum RiskKind {
 }
 
 impl RiskKind {
-    /// Queue priority of a handoff for this risk (higher first).
-    pub fn priority(self) -> u8 {
+    /// Why a conversation with this risk goes to a human (which decides its queue and priority).
+    pub fn reason(self) -> Reason {
         match self {
-            RiskKind::LifeCare => 100,
-            RiskKind::DangerousMedicine => 90,
-            RiskKind::Elderly => 60,
-            RiskKind::Dispute => 50,
-            RiskKind::HumanRequest => 40,
+            RiskKind::LifeCare => Reason::LifeCare,
+            RiskKind::DangerousMedicine => Reason::DangerousMedicine,
+            RiskKind::Elderly => Reason::Elderly,
+            RiskKind::Dispute => Reason::Dispute,
+            RiskKind::HumanRequest => Reason::HumanRequest,
         }
     }
 

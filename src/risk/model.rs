@@ -39,7 +39,7 @@ pub fn training_set(root: &Path) -> Result<Vec<Example>, NluError> {
     for line in data::read_lines(&root.join(NEGATIVES))? {
         out.push(Example::new(line, Some(ORDINARY)));
     }
-    for e in data::load(&root.join(crate::config::BUNDLED_TRAIN)).map_err(NluError::Data)? {
+    for e in data::load(&root.join(crate::nlu::data::BUNDLED_TRAIN)).map_err(NluError::Data)? {
         out.push(Example::new(e.text, Some(ORDINARY)));
     }
     Ok(out)
@@ -216,7 +216,7 @@ impl LifeCareModel {
 }
 
 fn jieba_words(text: &str) -> Vec<&str> {
-    crate::knowledge::analyze::jieba()
+    crate::text::jieba()
         .cut(text, true)
         .into_iter()
         .map(|t| t.word)

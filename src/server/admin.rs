@@ -28,9 +28,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{hash_token, Role};
+use super::auth::hash_token;
 use super::AppState;
 use crate::dialog::{self, Choose, DialogConfig, PolicyOverride};
+use crate::domain::Role;
 use crate::knowledge::{self, import, FaqEntry, KnowledgeError};
 use crate::store::DecisionRecord;
 

@@ -16,12 +16,13 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::auth::{hash_token, Role};
-use super::ws::{self, Event, Refusal, MAX_FRAME_BYTES};
+use super::auth::hash_token;
+use super::ws::{self, Refusal, MAX_FRAME_BYTES};
 use super::{metrics, AppState, Notice, MAX_MESSAGE_CHARS};
 use crate::dialog::{Speaker, Turn};
+use crate::domain::Event;
+use crate::domain::Role;
 use crate::handoff::{Agent, AgentStatus, HandoffError, HandoffStore, Target, Ticket};
-use crate::knowledge;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -242,7 +243,7 @@ fn current(state: &AppState, id: &str) -> Option<Agent> {
 
 /// The agent's queue view, and its own chats.
 fn view(state: &AppState, me: &Agent) -> (Vec<TicketView>, Vec<TicketView>) {
-    let now = knowledge::now();
+    let now = crate::domain::now();
     let (mut waiting, mut mine) = (Vec::new(), Vec::new());
     for t in state.handoff.tickets() {
         let waited_seconds = (now - t.since).num_seconds();
@@ -307,7 +308,7 @@ async fn run(
 ) {
     let mut mine = HashSet::new();
     let mut stopping = state.shutdown.subscribe();
-    state.dispatch(knowledge::now());
+    state.dispatch(crate::domain::now());
     if !refresh(socket, state, id, &mut mine).await {
         return;
     }
@@ -369,7 +370,7 @@ fn refused(e: HandoffError) -> Out {
 /// One request from the agent. Changes to queues are announced on the bus, which refreshes every
 /// agent's view (this one's included).
 async fn handle(state: &Arc<AppState>, id: &str, request: In) -> Out {
-    let now = knowledge::now();
+    let now = crate::domain::now();
     let Some(me) = current(state, id) else {
         return error("unauthorized", "this agent no longer exists");
     };
@@ -438,14 +439,14 @@ async fn handle(state: &Arc<AppState>, id: &str, request: In) -> Out {
                 return error("refused", "only the assigned agent can transfer a chat");
             }
             let target = match (queue, agent) {
-                (Some(q), None) if crate::dialog::QUEUES.contains(&q.as_str()) => Target::Queue(q),
+                (Some(q), None) if crate::domain::QUEUES.contains(&q.as_str()) => Target::Queue(q),
                 (None, Some(a)) => Target::Agent(a),
                 _ => {
                     return error(
                         "bad_json",
                         format!(
                             "transfer needs one of queue ({}) or agent",
-                            crate::dialog::QUEUES.join(", ")
+                            crate::domain::QUEUES.join(", ")
                         ),
                     )
                 }
@@ -501,7 +502,7 @@ async fn reply(
     client_id: String,
     text: String,
 ) -> Out {
-    let now = knowledge::now();
+    let now = crate::domain::now();
     // Agent client ids share the store's per-conversation uniqueness with the shopper's.
     let stored_id = format!("agent:{agent}:{client_id}");
     let Some(session) = owned_session(state, agent, conversation) else {
@@ -539,7 +540,7 @@ async fn reply(
 
 /// The agent is done: the chat returns to the bot, which asks the shopper for a rating.
 async fn resolve(state: &Arc<AppState>, agent: &str, conversation: &str) -> Out {
-    let now = knowledge::now();
+    let now = crate::domain::now();
     let session = owned_session(state, agent, conversation);
     let mut guard = match &session {
         Some(s) => Some(s.lock().await),

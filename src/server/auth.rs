@@ -5,36 +5,9 @@
 //! Who may do what: an operator reaches every shop; a merchant key reaches its own shop only; an
 //! agent key opens the agent websocket and sees the conversations of that agent's queues.
 
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-/// Whom a key belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum Role {
-    Operator,
-    Merchant { shop: String },
-    Agent { agent: String },
-}
-
-impl Role {
-    /// Whether this key may read and change `shop`'s FAQ, settings and numbers.
-    pub fn may_manage(&self, shop: &str) -> bool {
-        match self {
-            Role::Operator => true,
-            Role::Merchant { shop: own } => own == shop,
-            Role::Agent { .. } => false,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Merchant { .. } => "merchant",
-            Role::Agent { .. } => "agent",
-        }
-    }
-}
+use crate::domain::Role;
 
 /// Prefix of every token, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "hd_";
@@ -63,7 +36,7 @@ pub fn create_key(
         &hash_token(&token),
         role,
         label,
-        &crate::knowledge::now().to_rfc3339(),
+        &crate::domain::now().to_rfc3339(),
     )?;
     Ok(token)
 }

@@ -61,7 +61,7 @@ pub fn frame_error(code: &'static str) {
 /// Queue gauges from the handoff state, then the text exposition.
 pub fn render(handoff: &dyn HandoffStore, now: chrono::DateTime<chrono::FixedOffset>) -> String {
     let handle = handle();
-    for queue in crate::dialog::QUEUES {
+    for queue in crate::domain::QUEUES {
         let waiting = handoff.waiting(queue);
         let oldest = waiting
             .iter()

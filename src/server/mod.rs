@@ -35,7 +35,7 @@ pub enum Notice {
     /// A new event in a conversation (shopper, bot or agent).
     Event {
         conversation: String,
-        event: ws::Event,
+        event: crate::domain::Event,
     },
     /// Someone in a conversation is typing.
     Typing { conversation: String, from: Speaker },
@@ -281,7 +281,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
 }
 
 async fn metrics_page(State(state): State<Arc<AppState>>) -> Response {
-    let body = metrics::render(&state.handoff, knowledge::now());
+    let body = metrics::render(&state.handoff, crate::domain::now());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -326,7 +326,7 @@ async fn faq_search(State(state): State<Arc<AppState>>, Query(q): Query<FaqQuery
         state
             .engine
             .knowledge()
-            .search(&q.shop, &q.text, k, knowledge::now())
+            .search(&q.shop, &q.text, k, crate::domain::now())
     })
     .await;
     match result {
@@ -392,7 +392,7 @@ async fn message(
     }
     let state = state.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let now = knowledge::now();
+        let now = crate::domain::now();
         let mut conv = match &m.conversation {
             Some(id) => match state.handoff.conversation(id) {
                 Some(c) if c.shop == m.shop => c,
@@ -436,7 +436,8 @@ pub async fn run(
             loop {
                 every.tick().await;
                 let state = state.clone();
-                let _ = tokio::task::spawn_blocking(move || state.dispatch(knowledge::now())).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || state.dispatch(crate::domain::now())).await;
             }
         })
     };

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Mutex};
 
 use super::{AppState, MAX_MESSAGE_CHARS};
-use crate::dialog::{Action, Conversation, Reason, Speaker};
+use crate::dialog::Action;
+use crate::domain::{Conversation, Event, HandoffInfo, Speaker};
 use crate::handoff::HandoffStore;
 use crate::knowledge;
 use crate::store::StoredConversation;
@@ -34,31 +35,6 @@ pub(crate) const READ_BUFFER: usize = 4 * 1024;
 pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HandoffInfo {
-    pub reason: Reason,
-    pub queue: String,
-}
-
-/// Something the shopper sees, with its place in the conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub from: Speaker,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub buttons: Vec<String>,
-    #[serde(default)]
-    pub handoff: Option<HandoffInfo>,
-    /// A link the answer points to, shown as a card.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-    /// Set on the bot's rating question after an agent resolved the chat: the agent rated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rating_for: Option<String>,
-    pub at: DateTime<FixedOffset>,
-}
 
 /// What a conversation's open connections receive.
 #[derive(Debug, Clone)]
@@ -576,7 +552,7 @@ async fn connection(
         None => {
             let id = super::new_conversation_id();
             let token = random_token();
-            let opened = knowledge::now().to_rfc3339();
+            let opened = crate::domain::now().to_rfc3339();
             if let Err(e) =
                 state
                     .store
@@ -739,7 +715,7 @@ async fn rate(
         shop,
         agent,
         score,
-        at: knowledge::now().to_rfc3339(),
+        at: crate::domain::now().to_rfc3339(),
     };
     match state.store.add_rating(&rating) {
         Ok(true) => {
@@ -785,7 +761,7 @@ async fn handle(
     if let Some(seq) = s.ack_of(&client_id) {
         return Ok(Out::Ack { client_id, seq });
     }
-    let now = knowledge::now();
+    let now = crate::domain::now();
     let shop = s.shop.clone();
     let decide = {
         let state = state.clone();

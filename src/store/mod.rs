@@ -29,9 +29,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::dialog::Conversation;
+use crate::domain::{Event, Role};
 use crate::handoff::{self, Changes, Journal, JournalError, Snapshot};
-use crate::server::auth::Role;
-use crate::server::ws::Event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,12 +1,13 @@
-//! Intent metrics and the threshold machinery shared by training and evaluation.
+//! Intent metrics and the threshold machinery: training chooses its out-of-scope threshold and
+//! temperature with them, and `eval` reports the same formulas.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::nlu::data::{Example, OOS};
-use crate::nlu::model::best_in_scope;
-use crate::nlu::{IntentModel, Result};
+use super::data::{Example, OOS};
+use super::model::best_in_scope;
+use super::{IntentModel, Result};
 
 /// One evaluated message: what was true, what the model preferred, how sure it was.
 #[derive(Debug, Clone, PartialEq)]
