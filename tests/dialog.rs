@@ -9,6 +9,7 @@ use honeydesk::dialog::{
 };
 use honeydesk::knowledge::{import, Analyzer, Knowledge, RankWeights};
 use honeydesk::nlu::IntentModel;
+use honeydesk::risk::RiskKind;
 
 use crate::common::root;
 
@@ -356,8 +357,15 @@ fn bad_config_is_refused_with_the_reason() {
     let err = DialogConfig::parse("[shops.demo.hours]\nopen = \"9am\"\nclose = \"22:00\"\nclosed_message_zh = \"\"\nclosed_message_en = \"\"\n").unwrap_err();
     assert!(err.contains("hours"), "{err}");
     let ok = DialogConfig::parse("[shops.demo.risk]\nelderly = false\n").unwrap();
-    assert!(!ok.policy("demo").risk.elderly);
-    assert!(ok.policy("other").risk.elderly);
+    assert!(!ok.policy("demo").risk.allows(RiskKind::Elderly));
+    assert!(ok.policy("other").risk.allows(RiskKind::Elderly));
+    let err = DialogConfig::parse("[defaults.risk]\nlife_care = false\n").unwrap_err();
+    assert!(
+        err.contains("life_care") && err.contains("always on"),
+        "{err}"
+    );
+    let err = DialogConfig::parse("[defaults.risk]\nfruad = true\n").unwrap_err();
+    assert!(err.contains("fruad") && err.contains("fraud"), "{err}");
     let _ = BusinessHours {
         open: "20:00".into(),
         close: "02:00".into(),
@@ -526,4 +534,48 @@ fn merchant_actions_answer_and_their_failures_hand_off() {
             d.trace.rule
         );
     }
+}
+
+#[test]
+fn a_reported_scam_goes_to_the_fraud_queue_where_the_shop_turned_it_on() {
+    let config = DialogConfig::parse("[shops.demo.risk]\nfraud = true\n").unwrap();
+    let e = engine_with(config);
+    let report = "有人冒充你们客服让我加微信，说点退款链接就能退钱";
+    let mut conv = Conversation::new("f1", "demo");
+    let d = e
+        .respond(&mut conv, report, &ctx("2026-11-25 10:00"))
+        .unwrap();
+    match &d.action {
+        Action::Handoff {
+            reason,
+            queue,
+            reply,
+            ..
+        } => {
+            assert_eq!(*reason, Reason::Fraud);
+            assert_eq!(queue, "fraud");
+            assert!(
+                reply.contains("验证码") && reply.contains("链接"),
+                "{reply}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.trace.rule, "risk.fraud");
+    // Another shop has not turned it on: the same words are not a handoff for fraud.
+    let mut conv = Conversation::new("f2", "other");
+    let d = e
+        .respond(&mut conv, report, &ctx("2026-11-25 10:00"))
+        .unwrap();
+    assert!(
+        !matches!(
+            d.action,
+            Action::Handoff {
+                reason: Reason::Fraud,
+                ..
+            }
+        ),
+        "{:?}",
+        d.action
+    );
 }

@@ -217,12 +217,11 @@ fn asking_for_a_human() {
 
 #[test]
 fn life_care_comes_first_and_cannot_be_switched_off() {
-    let detector = RiskDetector::new(RiskSwitches {
-        dangerous_medicine: false,
-        elderly: false,
-        dispute: false,
-        human_request: false,
-    });
+    let mut off = RiskSwitches::default();
+    for &kind in RiskKind::ALL {
+        off.set(kind, false);
+    }
+    let detector = RiskDetector::new(off);
     let hits = detector.detect("转人工！我不想活了，要投诉你们", &[]);
     assert_eq!(hits[0].kind, RiskKind::LifeCare);
     assert!(
@@ -408,14 +407,14 @@ fn shop_idioms_goodbyes_and_anger_stay_quiet() {
 /// pattern listed twice in a weighted list would count twice.
 #[test]
 fn lexicon_patterns_have_no_apostrophes_or_repeats() {
-    use honeydesk::risk::lexicon::{CONTEXT, DISTRESS, IDIOMS, NEGATIONS, RULES};
+    use honeydesk::risk::lexicon::{CONTEXT, DISTRESS, IDIOMS, NEGATIONS};
     let mut lists: Vec<(&str, Vec<&str>)> = vec![
         ("IDIOMS", IDIOMS.to_vec()),
         ("NEGATIONS", NEGATIONS.to_vec()),
         ("DISTRESS", DISTRESS.iter().map(|w| w.0).collect()),
         ("CONTEXT", CONTEXT.iter().map(|w| w.0).collect()),
     ];
-    lists.extend(RULES.iter().map(|r| (r.name, r.patterns.to_vec())));
+    lists.extend(honeydesk::risk::rules().map(|r| (r.name, r.patterns.to_vec())));
     for (name, list) in lists {
         let mut seen = std::collections::HashSet::new();
         for p in list {
@@ -481,4 +480,45 @@ fn the_models_together_catch_quiet_english_crisis_talk() {
     ] {
         assert!(life_care(&with, text).is_none(), "{text}");
     }
+}
+
+#[test]
+fn fraud_is_off_until_a_shop_turns_it_on() {
+    let reports = [
+        "有个自称是你们客服的人让我加他微信，说给我双倍赔偿",
+        "刚才有人发我一个退款链接，还要我的验证码",
+        "someone pretending to be your customer service wants me to share my screen for a refund",
+        "a guy on the order chat asked me to pay outside the platform",
+        "找我做兼职刷单，说先垫付再返佣金",
+    ];
+    let mut on = RiskSwitches::default();
+    on.set(RiskKind::Fraud, true);
+    let detector = RiskDetector::new(on);
+    for m in reports {
+        assert!(!fires(RiskKind::Fraud, m), "off by default: {m}");
+        let hits = detector.detect(m, &[]);
+        assert!(
+            hits.iter()
+                .any(|h| h.kind == RiskKind::Fraud && h.rule.starts_with("fraud.")),
+            "{m}: {hits:?}"
+        );
+    }
+    for m in [
+        "可以用微信支付吗",
+        "can my friend pay for my order",
+        "退款多久到账",
+        "do you take gift cards",
+    ] {
+        assert!(
+            !detector
+                .detect(m, &[])
+                .iter()
+                .any(|h| h.kind == RiskKind::Fraud),
+            "{m}"
+        );
+    }
+    // Life-care still comes first when both are there.
+    let hits = detector.detect("被刷单骗光了积蓄，我不想活了", &[]);
+    assert_eq!(hits[0].kind, RiskKind::LifeCare, "{hits:?}");
+    assert!(hits.iter().any(|h| h.kind == RiskKind::Fraud), "{hits:?}");
 }

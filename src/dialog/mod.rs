@@ -417,7 +417,7 @@ impl Engine {
 
         // A human owns it: the message is in the transcript; the bot says nothing, unless it is
         // life-care talk, which still raises the conversation's priority (below).
-        let mut detector = RiskDetector::new(policy.risk);
+        let mut detector = RiskDetector::new(policy.risk.clone());
         if let Some(m) = &self.life_care {
             detector = detector.with_model(m.clone());
         }
@@ -851,27 +851,17 @@ fn clarify_text(lang: Lang) -> String {
     }
 }
 
-/// The caring reply for life-care, with a crisis line, and the plain handoff replies.
+/// A handoff with the reply its risk detector gives (the caring reply, with a crisis line, for
+/// life-care), or the plain one.
 fn handoff(reason: Reason, lang: Lang) -> Action {
-    let reply = match (reason, lang) {
-        (Reason::LifeCare | Reason::DangerousMedicine, Lang::Zh) => {
-            "亲，看到你这么说，我很担心你。你现在安全吗？我马上请专门的同事来陪你聊聊。\
-             如果你觉得撑不住了，请拨打全国心理援助热线 12356（24小时），紧急情况请拨打 120 或 110。\
-             你并不孤单，我们都在。"
-        }
-        (Reason::LifeCare | Reason::DangerousMedicine, Lang::En) => {
-            "I'm really worried about what you said. Are you safe right now? I'm bringing in a person \
-             from our care team to talk with you. If you are in danger, please call your local \
-             emergency number now; in the US you can call or text 988, the Suicide & Crisis \
-             Lifeline. You are not alone."
-        }
-        (Reason::Elderly, Lang::Zh) => "您别着急，我请人工客服一步一步帮您操作，请稍等一下～",
-        (Reason::Elderly, Lang::En) => "No rush. I'm asking a person to walk you through it step by step.",
-        (Reason::Dispute, Lang::Zh) => "非常抱歉给您带来不好的体验，我马上为您转接专员处理，请稍等。",
-        (Reason::Dispute, Lang::En) => "I'm sorry about this. A specialist will take over right away.",
-        (_, Lang::Zh) => "好的，正在为您转接人工客服，请稍等～",
-        (_, Lang::En) => "Sure, connecting you with a person now.",
-    };
+    let risk_reply = RiskKind::ALL
+        .iter()
+        .find(|k| k.reason() == reason)
+        .and_then(|k| crate::risk::reply(*k, lang == Lang::Zh));
+    let reply = risk_reply.unwrap_or(match lang {
+        Lang::Zh => "好的，正在为您转接人工客服，请稍等～",
+        Lang::En => "Sure, connecting you with a person now.",
+    });
     Action::Handoff {
         reason,
         priority: reason.priority(),

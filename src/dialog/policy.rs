@@ -267,8 +267,8 @@ impl DialogConfig {
             if let Some(v) = o.unhelpful_limit {
                 p.unhelpful_limit = v;
             }
-            if let Some(v) = o.risk {
-                p.risk = v;
+            if let Some(v) = &o.risk {
+                p.risk = v.clone();
             }
             if let Some(v) = o.reception {
                 p.reception = v;

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub enum Reason {
     LifeCare,
     DangerousMedicine,
+    /// A scam the shopper reports or is drawn into (刷单, 代付, a fake service on WeChat).
+    Fraud,
     Elderly,
     Dispute,
     HumanRequest,
@@ -27,6 +29,7 @@ impl Reason {
         match self {
             Reason::LifeCare => 100,
             Reason::DangerousMedicine => 90,
+            Reason::Fraud => 70,
             Reason::Elderly => 60,
             Reason::Dispute => 50,
             Reason::NotifyHuman | Reason::ActionFailed => 35,
@@ -47,6 +50,7 @@ impl Reason {
     pub fn queue(self) -> &'static str {
         match self {
             Reason::LifeCare | Reason::DangerousMedicine => "life_care",
+            Reason::Fraud => "fraud",
             Reason::Elderly => "elderly_care",
             Reason::Dispute => "disputes",
             Reason::NotifyHuman | Reason::ActionFailed => "after_sales",
@@ -61,6 +65,7 @@ impl Reason {
 /// Every human queue, highest-priority first.
 pub const QUEUES: &[&str] = &[
     "life_care",
+    "fraud",
     "disputes",
     "elderly_care",
     "after_sales",

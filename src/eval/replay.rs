@@ -70,17 +70,6 @@ struct RawLine {
     risk: Option<String>,
 }
 
-fn risk_kind(s: &str) -> Option<RiskKind> {
-    Some(match s {
-        "life_care" => RiskKind::LifeCare,
-        "medicine" | "dangerous_medicine" => RiskKind::DangerousMedicine,
-        "elderly" => RiskKind::Elderly,
-        "dispute" => RiskKind::Dispute,
-        "human_request" => RiskKind::HumanRequest,
-        _ => return None,
-    })
-}
-
 fn to_turn(raw: RawLine, line: usize) -> Result<LabelledTurn, String> {
     let text = raw
         .text
@@ -100,7 +89,7 @@ fn to_turn(raw: RawLine, line: usize) -> Result<LabelledTurn, String> {
     };
     let risk = match blank(raw.risk) {
         None => None,
-        Some(r) => Some(risk_kind(&r).ok_or_else(|| {
+        Some(r) => Some(RiskKind::parse(&r).ok_or_else(|| {
             format!("risk '{r}' is not life_care, medicine, elderly, dispute or human_request")
         })?),
     };
@@ -384,14 +373,6 @@ pub struct ReplayMetrics {
     pub mean_latency_us: f64,
 }
 
-const KINDS: [RiskKind; 5] = [
-    RiskKind::LifeCare,
-    RiskKind::DangerousMedicine,
-    RiskKind::Elderly,
-    RiskKind::Dispute,
-    RiskKind::HumanRequest,
-];
-
 impl ReplayMetrics {
     pub fn compute(turns: &[LabelledTurn], results: &[TurnResult]) -> ReplayMetrics {
         assert_eq!(turns.len(), results.len());
@@ -487,7 +468,7 @@ impl ReplayMetrics {
             }
         }
         let mut by_kind = BTreeMap::new();
-        for k in KINDS {
+        for &k in RiskKind::ALL {
             let (mut lab, mut fired_n, mut tp, mut others, mut fa) = (0, 0, 0, 0, 0);
             for (t, r) in turns.iter().zip(results) {
                 let f = fired_kinds(r).contains(&k);
