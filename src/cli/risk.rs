@@ -39,7 +39,8 @@ pub enum RiskCommand {
         /// An earlier shopper message, oldest first; repeat for more.
         #[arg(long)]
         before: Vec<String>,
-        /// Check every line of this file instead (one JSON line each: the text and its hits).
+        /// Check every line of this file instead (one JSON line each: the text, its hits, and the
+        /// life-care model's probability and its vector half's, whether or not they fired).
         #[arg(long, conflicts_with = "text")]
         file: Option<PathBuf>,
         #[arg(required_unless_present = "file")]
@@ -120,7 +121,17 @@ pub fn run(command: RiskCommand) -> Result<()> {
             };
             for line in data::read_lines(&file)? {
                 let hits = detector.detect(&line, &before);
-                println!("{}", serde_json::json!({"text": line, "hits": hits}));
+                let (p, v) = match &detector.model {
+                    Some(m) => (
+                        Some(m.probabilities(&[line.as_str()])?[0]),
+                        m.vector_probability(&line)?,
+                    ),
+                    None => (None, None),
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({"text": line, "hits": hits, "model": p, "vectors": v})
+                );
             }
             Ok(())
         }
