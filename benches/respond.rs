@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use chrono::{FixedOffset, TimeZone};
 use criterion::{criterion_group, criterion_main, Criterion};
-use honeydesk::config::{BUNDLED_MODEL, DEMO_FAQ, DEMO_SHOP};
-use honeydesk::dialog::{Context, Conversation, DialogConfig, Engine};
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
+use honeydesk::config::{Config, BUNDLED_MODEL, DEMO_SHOP};
+use honeydesk::dialog::{Context, Conversation, DialogConfig};
 use honeydesk::risk::{model::LifeCareModel, RiskDetector, RiskSwitches};
+use honeydesk::runtime::Assembly;
 
 #[path = "../examples/common/questions.rs"]
 mod questions;
@@ -28,21 +28,18 @@ fn respond(c: &mut Criterion) {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let knowledge = Knowledge::open(dir.path(), Analyzer::default(), RankWeights::default());
-    knowledge
-        .import_file(DEMO_SHOP, &root.join(DEMO_FAQ), None, ImportMode::Replace)
-        .unwrap();
-    let knowledge = Arc::new(knowledge);
-    let model = honeydesk::nlu::cascade::load(&root.join(BUNDLED_MODEL), &candle_core::Device::Cpu)
-        .unwrap();
+    // Assembled as `serve` does, on the bundled fast model and the platform's default settings.
+    let engine = Assembly::new(&Config::default())
+        .root(root)
+        .data_dir(dir.path())
+        .model_dir(Path::new(BUNDLED_MODEL))
+        .dialog_config(DialogConfig::default())
+        .build()
+        .unwrap()
+        .engine;
+    let knowledge = engine.knowledge();
     let life_care =
         Arc::new(LifeCareModel::load(&root.join(honeydesk::risk::model::BUNDLED_MODEL)).unwrap());
-    let engine = Engine::new(
-        model,
-        knowledge.clone(),
-        Some(life_care.clone()),
-        DialogConfig::default(),
-    );
     let now = FixedOffset::east_opt(8 * 3600)
         .unwrap()
         .with_ymd_and_hms(2026, 12, 2, 20, 0, 0)
@@ -61,9 +58,7 @@ fn respond(c: &mut Criterion) {
             detector.detect(QUESTIONS[i % QUESTIONS.len()], &[])
         })
     });
-    let intents =
-        honeydesk::nlu::cascade::load(&root.join(BUNDLED_MODEL), &candle_core::Device::Cpu)
-            .unwrap();
+    let intents = engine.intents().clone();
     group.bench_function("classify", |b| {
         b.iter(|| {
             i += 1;

@@ -28,6 +28,7 @@ pub mod handoff;
 pub mod knowledge;
 pub mod nlu;
 pub mod risk;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod text;

@@ -260,8 +260,10 @@ enum Command {
         shop: String,
         #[arg(long, default_value = "honeydesk.toml")]
         config: PathBuf,
-        #[arg(long, default_value = BUNDLED_MODEL)]
-        model: PathBuf,
+        /// The intents (default: as `serve`, the bundled cascade when multilingual-e5-small is
+        /// fetched, else the bundled fast model).
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[arg(long, env = "HONEYDESK_DATA", default_value = "data")]
         data_dir: PathBuf,
         /// Print each decision as one JSON line.
@@ -563,7 +565,15 @@ fn run(cli: Cli) -> Result<()> {
             model,
             data_dir,
             json,
-        } => cli::chat::run(&shop, &config, &model, &data_dir, json),
+        } => {
+            let config = Config {
+                data_dir,
+                model_dir: model.unwrap_or_else(honeydesk::config::default_model_dir),
+                dialog_config: config,
+                ..Config::default()
+            };
+            cli::chat::run(&shop, &config, json)
+        }
         Command::Serve {
             listen,
             model,

@@ -31,11 +31,18 @@ pub fn bundled_config_open_now(dest: &Path) {
 }
 
 /// A shared data set's path, or `None` (with a message saying why the test skips) when absent.
+/// Under CI (`CI=true`) an absent data set fails the test instead: CI has `../shared/data`, and a
+/// silent skip there would report numbers nobody measured.
 pub fn shared(rel: &str) -> Option<PathBuf> {
     let path = nlu::datasets::shared_data_dir().join(rel);
     if path.exists() {
         Some(path)
     } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is absent under CI=true (set HONEYDESK_SHARED_DATA to the shared data folder)",
+            path.display()
+        );
         eprintln!(
             "SKIP: {} is absent (set HONEYDESK_SHARED_DATA to the shared data folder)",
             path.display()

@@ -1,15 +1,16 @@
 //! The dialogue engine: decision order, thresholds, ambiguity, unhelpful turns, per-shop config,
 //! reception modes and business hours, on the bundled models and the demo shop.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
+use honeydesk::config::Config;
 use honeydesk::dialog::{
     Action, BusinessHours, Context, Conversation, DialogConfig, Engine, Owner, PolicyOverride,
     Reason, Reception, Source,
 };
-use honeydesk::knowledge::{import, Analyzer, Knowledge, RankWeights};
-use honeydesk::nlu::IntentModel;
+use honeydesk::knowledge::import;
 use honeydesk::risk::RiskKind;
+use honeydesk::runtime::Assembly;
 
 use crate::common::root;
 
@@ -34,21 +35,19 @@ fn fixture() -> &'static Fixture {
 }
 
 /// An engine of its own, for tests that change the configuration.
+/// The demo shop's engine with these settings and the lexicon alone (no learned life-care model),
+/// over the shared fixture's data directory.
 fn engine_with(config: DialogConfig) -> Engine {
     let f = fixture();
-    let intents =
-        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
-    let dir = f._dir.path();
-    Engine::new(
-        Arc::new(intents),
-        Arc::new(Knowledge::open(
-            dir,
-            Analyzer::default(),
-            RankWeights::default(),
-        )),
-        None,
-        config,
-    )
+    Assembly::new(&Config::default())
+        .root(root())
+        .data_dir(f._dir.path())
+        .model_dir(std::path::Path::new("models/intent"))
+        .dialog_config(config)
+        .without_life_care()
+        .build()
+        .unwrap()
+        .engine
 }
 
 fn ctx(at: &str) -> Context {
@@ -378,7 +377,8 @@ fn bad_config_is_refused_with_the_reason() {
 fn every_bundled_intent_has_a_default_response_in_both_languages() {
     let responses = honeydesk::dialog::responses::bundled();
     let model =
-        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
+        honeydesk::nlu::IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu)
+            .unwrap();
     for label in model.labels().iter().filter(|l| *l != honeydesk::nlu::OOS) {
         let r = responses
             .get(label)

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["dialog", "handoff"],
     &["store"],
     &["eval", "server"],
-    &["config", "cli", "main", "lib"],
+    &["config", "runtime", "cli", "main", "lib"],
 ];
 
 fn layer(module: &str) -> usize {

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
+use honeydesk::config::Config;
 use honeydesk::dialog::{ConfigWatch, DialogConfig, Engine};
 use honeydesk::handoff::MemoryHandoff;
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
-use honeydesk::nlu::IntentModel;
-use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL};
+use honeydesk::runtime::Assembly;
 use honeydesk::server::{self, AppState};
 use honeydesk::store::SqliteStore;
 use serde_json::Value;
@@ -39,27 +38,20 @@ pub struct TestServer {
     _data: tempfile::TempDir,
 }
 
-/// The demo shop's engine over `data`.
+/// The demo shop's engine over `data`, assembled as `serve` does, on the bundled fast model.
 pub fn engine(data: &Path, options: &Options) -> Engine {
-    let knowledge = Knowledge::open(data, Analyzer::default(), RankWeights::default());
-    knowledge
-        .import_file(
-            "demo",
-            &root().join("knowledge/demo.csv"),
-            None,
-            ImportMode::Replace,
-        )
-        .unwrap();
-    let model =
-        IntentModel::load(&root().join("models/intent"), &candle_core::Device::Cpu).unwrap();
-    let life_care = options
-        .life_care
-        .then(|| Arc::new(LifeCareModel::load(&root().join(BUNDLED_MODEL)).unwrap()));
-    let config = match &options.config {
-        Some(path) => DialogConfig::load(path).unwrap(),
-        None => DialogConfig::default(),
+    let mut assembly = Assembly::new(&Config::default())
+        .root(root())
+        .data_dir(data)
+        .model_dir(Path::new("models/intent"));
+    assembly = match &options.config {
+        Some(path) => assembly.dialog_file(path),
+        None => assembly.dialog_config(DialogConfig::default()),
     };
-    Engine::new(Arc::new(model), Arc::new(knowledge), life_care, config)
+    if !options.life_care {
+        assembly = assembly.without_life_care();
+    }
+    assembly.build().unwrap().engine
 }
 
 pub async fn start(options: Options) -> TestServer {

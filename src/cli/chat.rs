@@ -1,31 +1,18 @@
 //! `honeydesk chat`: talk to the bot in a terminal.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::{Context as _, Result};
-use honeydesk::config::{DEMO_FAQ, DEMO_SHOP};
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
+use anyhow::Result;
+use honeydesk::config::Config;
+use honeydesk::runtime::Assembly;
 
 /// `honeydesk chat`: the dialogue engine on stdin, one message per line.
-pub fn run(shop: &str, config: &Path, model: &Path, data_dir: &Path, json: bool) -> Result<()> {
-    use honeydesk::dialog::{Action, Context, Conversation, DialogConfig, Engine};
-    use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
+pub fn run(shop: &str, config: &Config, json: bool) -> Result<()> {
+    use honeydesk::dialog::{Action, Context, Conversation};
     use std::io::BufRead;
-    let config = DialogConfig::load(config)?;
-    let knowledge = Knowledge::open(data_dir, Analyzer::default(), RankWeights::default());
-    if shop == DEMO_SHOP && !knowledge.has_shop(DEMO_SHOP) {
-        knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
+    let assembled = Assembly::new(config).build()?;
+    for note in &assembled.notes {
+        eprintln!("{note}");
     }
-    let intents = super::train::load_model(model, "cpu")?;
-    let life_care = LifeCareModel::load(Path::new(LIFE_CARE_MODEL))
-        .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
-    let engine = Engine::new(
-        Arc::new(intents),
-        Arc::new(knowledge),
-        Some(Arc::new(life_care)),
-        config,
-    );
+    let engine = assembled.engine;
     let mut conv = Conversation::new("terminal", shop);
     for line in std::io::stdin().lock().lines() {
         let line = line?;

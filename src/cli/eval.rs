@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use honeydesk::config::Config;
 use honeydesk::config::{DEMO_FAQ, DEMO_SHOP};
-use honeydesk::dialog::{DialogConfig, Engine};
+use honeydesk::dialog::DialogConfig;
 use honeydesk::eval::faq as faq_eval;
 use honeydesk::eval::replay::{self, ReplayMetrics, SweepPoint};
-use honeydesk::knowledge::{import, Analyzer, HybridPolicy, ImportMode, Knowledge, RankWeights};
+use honeydesk::knowledge::{import, ImportMode};
 use honeydesk::nlu::calibrate::{curve, IntentMetrics, Scored};
 use honeydesk::nlu::cascade::{self, Cascade};
 use honeydesk::nlu::Example;
-use honeydesk::risk::model::{LifeCareModel, BUNDLED_MODEL as LIFE_CARE_MODEL};
+use honeydesk::runtime::{Assembled, Assembly};
 
 pub struct EvalArgs {
     pub data: PathBuf,
@@ -95,54 +96,36 @@ pub fn replayed(args: EvalArgs) -> Result<Replayed> {
     // The shop: a FAQ file or the demo shop go into a scratch data directory; --shop reads the
     // real one (the demo shop is imported there first if it is missing, as `serve` does).
     let scratch = tempfile::tempdir()?;
-    let encoder = match &args.encoder {
-        Some(dir) => Some(crate::cli::encoder::load_encoder(dir, "cpu")?),
-        None => args.model.head().map(|head| head.encoder.clone()),
-    };
-    let semantic = |k: Knowledge| match &encoder {
-        Some(encoder) => k.with_semantic(encoder.clone(), HybridPolicy::for_encoder(encoder)),
-        None => k,
-    };
     let faq_file = args.faq.clone().unwrap_or_else(|| PathBuf::from(DEMO_FAQ));
-    let (knowledge, shop) = match (&args.shop, &args.faq) {
-        (Some(shop), None) => {
-            let k = semantic(Knowledge::open(
-                &args.data_dir,
-                Analyzer::default(),
-                RankWeights::default(),
-            ));
-            if shop == DEMO_SHOP && !k.has_shop(DEMO_SHOP) {
-                k.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
-            }
-            (k, shop.clone())
-        }
-        _ => {
-            let k = semantic(Knowledge::open(
-                scratch.path(),
-                Analyzer::default(),
-                RankWeights::default(),
-            ));
-            let shop = args.shop.clone().unwrap_or_else(|| DEMO_SHOP.to_string());
-            k.import_file(&shop, &faq_file, None, ImportMode::Replace)?;
-            (k, shop)
-        }
+    let stored = args.shop.is_some() && args.faq.is_none();
+    let shop = args.shop.clone().unwrap_or_else(|| DEMO_SHOP.to_string());
+    let config = Config {
+        data_dir: if stored {
+            args.data_dir.clone()
+        } else {
+            scratch.path().to_path_buf()
+        },
+        ..Config::default()
     };
-    let config = match &args.config {
-        Some(path) => DialogConfig::load(path)?,
-        None if Path::new("honeydesk.toml").exists() => {
-            DialogConfig::load(Path::new("honeydesk.toml"))?
-        }
-        None => DialogConfig::default(),
-    };
-    let policy = config.policy(&shop);
-    let life_care = LifeCareModel::load_bundled(Path::new("."), encoder.clone())
-        .with_context(|| format!("loading {LIFE_CARE_MODEL}"))?;
-    let engine = Engine::new(
-        args.model,
-        Arc::new(knowledge),
-        Some(Arc::new(life_care)),
-        config,
-    );
+    let mut assembly = Assembly::new(&config).intents(args.model);
+    if let Some(dir) = &args.encoder {
+        assembly = assembly.faq_encoder(crate::cli::encoder::load_encoder(dir, "cpu")?);
+    }
+    if let Some(path) = &args.config {
+        assembly = assembly.dialog_config(DialogConfig::load(path)?);
+    }
+    if !(stored && shop == DEMO_SHOP) {
+        assembly = assembly.without_demo_shop();
+    }
+    let Assembled {
+        engine, encoder, ..
+    } = assembly.build()?;
+    if !stored {
+        engine
+            .knowledge()
+            .import_file(&shop, &faq_file, None, ImportMode::Replace)?;
+    }
+    let policy = engine.config().policy(&shop);
     let model = engine.intents().clone();
     let quiet = args.json;
     let results = replay::replay(&engine, &turns, &shop, now, &mut |done, total| {

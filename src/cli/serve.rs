@@ -6,11 +6,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use honeydesk::config::{Config, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_FAQ, DEMO_SHOP};
+use honeydesk::config::{Config, BUNDLED_TRAIN, BUNDLED_VAL, DEMO_SHOP};
 use honeydesk::domain::Role;
 use honeydesk::handoff::{Agent, HandoffStore, MemoryHandoff};
-use honeydesk::knowledge::{Analyzer, ImportMode, Knowledge, RankWeights};
 use honeydesk::nlu::{self, TrainConfig};
+use honeydesk::runtime::Assembly;
 use honeydesk::server::auth::create_key;
 use honeydesk::store::{ChatStore, SqliteStore};
 
@@ -48,61 +48,16 @@ pub fn run(config: Config) -> Result<()> {
     let encoder_threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
         .max(1);
-    let model = nlu::cascade::load(&config.model_dir, &device)
-        .and_then(|c| c.with_encoder_threads(encoder_threads))
-        .with_context(|| format!("loading {}", config.model_dir.display()))?;
-    if let (Some(head), Some(meta)) = (model.head(), model.meta()) {
-        eprintln!(
-            "intents: the fast model, with the encoder {} below confidence {:.3} ({encoder_threads} \
-             encoder thread(s))",
-            head.encoder.id.name, meta.escalate_below
-        );
+    let assembled = Assembly::new(&config)
+        .encoder_threads(encoder_threads)
+        .build()?;
+    for note in &assembled.notes {
+        eprintln!("{note}");
     }
-    let mut knowledge = Knowledge::open(
-        &config.data_dir,
-        Analyzer::default(),
-        RankWeights::default(),
-    );
-    // The cascade's encoder serves FAQ retrieval too, for the messages the words leave undecided.
-    if let Some(head) = model.head() {
-        let policy = honeydesk::knowledge::HybridPolicy::for_encoder(&head.encoder);
-        eprintln!(
-            "FAQ: hybrid retrieval with {} (weight {}) when the words are weak or undecided",
-            head.encoder.id.name, policy.weight
-        );
-        knowledge = knowledge.with_semantic(head.encoder.clone(), policy);
+    if assembled.engine.intents().head().is_some() {
+        eprintln!("encoder passes: {encoder_threads} thread(s)");
     }
-    if !knowledge.has_shop(DEMO_SHOP) {
-        let n = knowledge.import_file(DEMO_SHOP, Path::new(DEMO_FAQ), None, ImportMode::Replace)?;
-        eprintln!(
-            "imported the demo shop's FAQ ({n} entries from {DEMO_FAQ}) into {}",
-            config.data_dir.display()
-        );
-    }
-    let dialog_config = if config.dialog_config.exists() {
-        honeydesk::dialog::DialogConfig::load(&config.dialog_config)?
-    } else {
-        eprintln!(
-            "no {}: using the platform defaults",
-            config.dialog_config.display()
-        );
-        honeydesk::dialog::DialogConfig::default()
-    };
-    // With e5, the life-care model's vector half shares the cascade's encoder.
-    let life_care = honeydesk::risk::model::LifeCareModel::load_bundled(
-        Path::new("."),
-        model.head().map(|h| h.encoder.clone()),
-    )
-    .context("loading the life-care model")?;
-    if life_care.has_vectors() {
-        eprintln!("life-care: lexicon, n-grams, and the e5 vector half when they agree");
-    }
-    let engine = honeydesk::dialog::Engine::new(
-        model,
-        Arc::new(knowledge),
-        Some(Arc::new(life_care)),
-        dialog_config,
-    );
+    let engine = assembled.engine;
     // Before the first shopper, not on the first shopper's message.
     honeydesk::risk::warm_up();
     let watch = honeydesk::dialog::ConfigWatch::new(&config.dialog_config);

@@ -905,4 +905,85 @@ mod tests {
             assert!(!only_feedback(&text::normalize(asking)), "{asking}");
         }
     }
+
+    /// Thresholds that are exact in binary, so a boundary test compares exactly what it says.
+    fn policy() -> Policy {
+        Policy {
+            intent_threshold: 0.5,
+            ambiguity_gap: 0.125,
+            faq_threshold: 0.5,
+            faq_agree_threshold: 0.25,
+            ..Policy::default()
+        }
+    }
+
+    fn intents(scores: &[(&str, f32)]) -> Vec<(String, f32)> {
+        scores.iter().map(|(l, p)| (l.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn choose_answers_from_the_faq_at_its_threshold_and_not_below() {
+        let p = policy();
+        assert_eq!(choose(&p, &[0.5], None, &[], false), Choose::Faq(0));
+        assert_eq!(choose(&p, &[0.9, 0.1], None, &[], false), Choose::Faq(0));
+        assert_eq!(choose(&p, &[0.49], None, &[], false), Choose::Nothing);
+        assert_eq!(choose(&p, &[], None, &[], false), Choose::Nothing);
+    }
+
+    #[test]
+    fn choose_asks_between_faq_entries_closer_than_the_gap() {
+        let p = policy();
+        // A gap of exactly ambiguity_gap is not close; anything less is.
+        assert_eq!(choose(&p, &[0.75, 0.625], None, &[], false), Choose::Faq(0));
+        assert_eq!(
+            choose(&p, &[0.75, 0.6875], None, &[], false),
+            Choose::FaqClarify(vec![0, 1])
+        );
+        // The runner-up counts even below the FAQ threshold, and at most three are offered.
+        assert_eq!(
+            choose(&p, &[0.5, 0.4375, 0.4375, 0.4375], None, &[], false),
+            Choose::FaqClarify(vec![0, 1, 2])
+        );
+        // The FAQ wins over a confident intent.
+        let i = intents(&[("refund", 0.99)]);
+        assert_eq!(choose(&p, &[0.5], None, &i, true), Choose::Faq(0));
+    }
+
+    #[test]
+    fn choose_falls_back_to_a_confident_unambiguous_intent() {
+        let p = policy();
+        let i = intents(&[("refund", 0.5), ("exchange", 0.25)]);
+        assert_eq!(choose(&p, &[0.25], None, &i, true), Choose::Intent(0));
+        let below = intents(&[("refund", 0.49)]);
+        assert_eq!(choose(&p, &[], None, &below, true), Choose::Nothing);
+        // Out of scope overall: the in-scope runner-up list is not acted on.
+        assert_eq!(choose(&p, &[], None, &i, false), Choose::Nothing);
+        let close = intents(&[("refund", 0.75), ("exchange", 0.6875), ("warranty", 0.7)]);
+        assert_eq!(
+            choose(&p, &[], None, &close, true),
+            Choose::IntentClarify(vec![0, 1, 2])
+        );
+        let gap = intents(&[("refund", 0.75), ("exchange", 0.625)]);
+        assert_eq!(choose(&p, &[], None, &gap, true), Choose::Intent(0));
+    }
+
+    #[test]
+    fn choose_lets_a_weak_faq_entry_answer_when_the_intent_model_reads_the_same_intent() {
+        let p = policy();
+        let i = intents(&[("where_is_my_parcel", 0.875)]);
+        let same = Some("where_is_my_parcel");
+        assert_eq!(choose(&p, &[0.25], same, &i, true), Choose::Faq(0));
+        // Below faq_agree_threshold, or another intent in the entry: the intent's own response.
+        assert_eq!(choose(&p, &[0.24], same, &i, true), Choose::Intent(0));
+        assert_eq!(
+            choose(&p, &[0.25], Some("refund"), &i, true),
+            Choose::Intent(0)
+        );
+        // An ambiguous intent does not vouch for anything.
+        let close = intents(&[("where_is_my_parcel", 0.875), ("urge_shipment", 0.8125)]);
+        assert_eq!(
+            choose(&p, &[0.25], same, &close, true),
+            Choose::IntentClarify(vec![0, 1])
+        );
+    }
 }
