@@ -258,8 +258,9 @@ enum Command {
     Chat {
         #[arg(long, default_value = DEMO_SHOP)]
         shop: String,
-        #[arg(long, default_value = "honeydesk.toml")]
-        config: PathBuf,
+        /// Dialogue settings (default: honeydesk.toml when it exists, else the platform's).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The intents (default: as `serve`, the bundled cascade when multilingual-e5-small is
         /// fetched, else the bundled fast model).
         #[arg(long)]
@@ -566,13 +567,12 @@ fn run(cli: Cli) -> Result<()> {
             data_dir,
             json,
         } => {
-            let config = Config {
+            let settings = Config {
                 data_dir,
                 model_dir: model.unwrap_or_else(honeydesk::config::default_model_dir),
-                dialog_config: config,
                 ..Config::default()
             };
-            cli::chat::run(&shop, &config, json)
+            cli::chat::run(&shop, &settings, config.as_deref(), json)
         }
         Command::Serve {
             listen,

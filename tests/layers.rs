@@ -51,31 +51,81 @@ fn edges() -> BTreeMap<String, BTreeSet<(String, String)>> {
             // In the binary (main.rs and cli/), `crate::` is the binary's root, main.rs.
             let binary = module == "main" || module == "cli";
             let text = std::fs::read_to_string(&path).unwrap();
-            for line in text.lines() {
-                let code = line.split("//").next().unwrap_or("");
-                for (i, _) in code.match_indices("crate::") {
-                    if i > 0 && code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
-                        continue; // `honeydesk::...` or an identifier ending in "crate"
-                    }
-                    let used: String = code[i + 7..]
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    let used = if binary && used != "cli" {
-                        "main".to_string()
-                    } else {
-                        used
-                    };
-                    if !used.is_empty() && used != module {
-                        out.entry(module.clone())
-                            .or_default()
-                            .insert((used, rel.display().to_string()));
-                    }
+            // Comments out ("// " at a line's start or after a space, so "http://" stays), then
+            // the file as one string, so a `use crate::{a, b}` over several lines is one path.
+            let code: String = text
+                .lines()
+                .map(|line| match line.find("//") {
+                    Some(i) if i == 0 || line[..i].ends_with(' ') => &line[..i],
+                    _ => line,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            for used in crate_paths(&code) {
+                let used = if binary && used != "cli" {
+                    "main".to_string()
+                } else {
+                    used
+                };
+                if used != module {
+                    out.entry(module.clone())
+                        .or_default()
+                        .insert((used, rel.display().to_string()));
                 }
             }
         }
     }
     out
+}
+
+/// The top modules named after each `crate::` in `code`: `crate::a::b` gives `a`, and
+/// `crate::{a::x, b}` gives `a` and `b`.
+fn crate_paths(code: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("crate::") {
+        if i > 0 && code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue; // `honeydesk::...` or an identifier ending in "crate"
+        }
+        let rest = &code[i + 7..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let mut item = String::new();
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 || (depth == 1 && c == ',') {
+                    out.push(ident(&item));
+                    item.clear();
+                    if depth == 0 {
+                        break;
+                    }
+                } else if depth == 1 {
+                    item.push(c);
+                }
+            }
+        } else {
+            out.push(ident(rest));
+        }
+    }
+    out.retain(|m| !m.is_empty() && m != "self");
+    out
+}
+
+#[test]
+fn paths_are_read_in_every_form() {
+    let code =
+        "use crate::{\n    dialog::Engine,\n    server::{a, b},\n};\nlet x = crate::store::open();";
+    assert_eq!(crate_paths(code), ["dialog", "server", "store"]);
+    assert!(crate_paths("honeydesk::crate_x::y").is_empty());
 }
 
 #[test]

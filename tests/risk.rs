@@ -483,6 +483,17 @@ fn the_models_together_catch_quiet_english_crisis_talk() {
 }
 
 #[test]
+fn a_wish_to_die_is_not_hyperbole() {
+    for m in ["I wish I could just die", "i wish i could die"] {
+        assert!(fires(RiskKind::LifeCare, m), "{m}");
+    }
+    assert!(!fires(
+        RiskKind::LifeCare,
+        "this candle smells so good i could die"
+    ));
+}
+
+#[test]
 fn fraud_is_off_until_a_shop_turns_it_on() {
     let reports = [
         "有个自称是你们客服的人让我加他微信，说给我双倍赔偿",

@@ -42,7 +42,11 @@ async fn health_and_classify_answer_over_http() {
     let hits: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(hits[0]["entry"]["id"], "ship-003", "{hits}");
     let (status, body) = get(addr, "/v1/faq/search?shop=nobody&text=hi").await;
-    assert_eq!((status, body.trim()), (404, "unknown shop 'nobody'"));
+    let error: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(
+        (status, &error["error"]),
+        (404, &serde_json::json!("unknown shop 'nobody'"))
+    );
     let (status, _) = get(addr, "/v1/faq/search?shop=..%2Fetc&text=hi").await;
     assert_eq!(status, 400);
 

@@ -1,14 +1,21 @@
 //! `honeydesk chat`: talk to the bot in a terminal.
 
+use std::path::Path;
+
 use anyhow::Result;
 use honeydesk::config::Config;
 use honeydesk::runtime::Assembly;
 
 /// `honeydesk chat`: the dialogue engine on stdin, one message per line.
-pub fn run(shop: &str, config: &Config, json: bool) -> Result<()> {
-    use honeydesk::dialog::{Action, Context, Conversation};
+/// `settings` as `serve` takes them; `dialog`, a settings file that must exist.
+pub fn run(shop: &str, settings: &Config, dialog: Option<&Path>, json: bool) -> Result<()> {
+    use honeydesk::dialog::{Action, Context, Conversation, DialogConfig};
     use std::io::BufRead;
-    let assembled = Assembly::new(config).build()?;
+    let mut assembly = Assembly::new(settings);
+    if let Some(path) = dialog {
+        assembly = assembly.dialog_config(DialogConfig::load(path)?);
+    }
+    let assembled = assembly.build()?;
     for note in &assembled.notes {
         eprintln!("{note}");
     }

@@ -90,7 +90,11 @@ fn to_turn(raw: RawLine, line: usize) -> Result<LabelledTurn, String> {
     let risk = match blank(raw.risk) {
         None => None,
         Some(r) => Some(RiskKind::parse(&r).ok_or_else(|| {
-            format!("risk '{r}' is not life_care, medicine, elderly, dispute or human_request")
+            let kinds: Vec<&str> = RiskKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!(
+                "risk '{r}' is not one of {} (or medicine)",
+                kinds.join(", ")
+            )
         })?),
     };
     let conversation = match raw.conversation {

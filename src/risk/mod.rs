@@ -217,7 +217,8 @@ impl TryFrom<BTreeMap<String, bool>> for RiskSwitches {
     fn try_from(set: BTreeMap<String, bool>) -> Result<Self, String> {
         let mut switches = RiskSwitches::default();
         for (name, on) in set {
-            match RiskKind::parse(&name).filter(|k| switches.on.contains_key(k)) {
+            let kind = RiskKind::ALL.iter().copied().find(|k| k.as_str() == name);
+            match kind.filter(|k| switches.on.contains_key(k)) {
                 Some(kind) => {
                     switches.on.insert(kind, on);
                 }

@@ -29,10 +29,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::hash_token;
+use super::error::ServerError;
 use super::AppState;
 use crate::dialog::{self, Choose, DialogConfig, PolicyOverride};
 use crate::domain::Role;
-use crate::knowledge::{self, import, FaqEntry, KnowledgeError};
+use crate::knowledge::{self, import, FaqEntry};
 use crate::store::DecisionRecord;
 
 /// How many recent decisions a preview and the numbers look at.
@@ -63,52 +64,21 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Largest FAQ file accepted.
 pub const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 
-/// An API error: status and message.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<KnowledgeError> for ApiError {
-    fn from(e: KnowledgeError) -> ApiError {
-        let status = match &e {
-            KnowledgeError::UnknownShop(_) | KnowledgeError::UnknownEntry { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            KnowledgeError::InvalidShop(_) | KnowledgeError::UnknownFormat(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            KnowledgeError::Import { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+fn internal(e: impl std::fmt::Display) -> ServerError {
+    ServerError::internal(e)
 }
 
 /// Whoever the bearer key belongs to.
 pub struct Caller(pub Role);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
-    type Rejection = ApiError;
+    type Rejection = ServerError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized = |why: &str| ApiError(StatusCode::UNAUTHORIZED, why.to_string());
+        let unauthorized = |why: &str| ServerError::new(StatusCode::UNAUTHORIZED, why.to_string());
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -127,12 +97,12 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 
 impl Caller {
     /// `Ok` if this key may manage `shop` (a valid shop id); 403 otherwise.
-    fn manage(&self, shop: &str) -> Result<(), ApiError> {
+    fn manage(&self, shop: &str) -> Result<(), ServerError> {
         knowledge::check_shop(shop)?;
         if self.0.may_manage(shop) {
             Ok(())
         } else {
-            Err(ApiError(
+            Err(ServerError::new(
                 StatusCode::FORBIDDEN,
                 format!("this {} key does not reach shop '{shop}'", self.0.name()),
             ))
@@ -142,12 +112,15 @@ impl Caller {
 
 /// Blocking work (index builds, file writes, SQLite) off the async workers.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
-async fn shops(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+async fn shops(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Response, ServerError> {
     let all = state.engine.knowledge().shops();
     let shops: Vec<String> = all.into_iter().filter(|s| caller.0.may_manage(s)).collect();
     Ok(Json(serde_json::json!({ "shops": shops })).into_response())
@@ -158,9 +131,9 @@ struct FormatQuery {
     format: Option<String>,
 }
 
-fn format_of(name: &str) -> Result<import::Format, ApiError> {
+fn format_of(name: &str) -> Result<import::Format, ServerError> {
     import::Format::from_path(std::path::Path::new(&format!("x.{name}"))).ok_or_else(|| {
-        ApiError(
+        ServerError::new(
             StatusCode::BAD_REQUEST,
             format!("unknown format '{name}'; use csv, tsv, xlsx, json or jsonl"),
         )
@@ -172,7 +145,7 @@ async fn export(
     caller: Caller,
     Path(shop): Path<String>,
     Query(q): Query<FormatQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     let entries = state.engine.knowledge().entries(&shop)?;
     Ok(match q.format.as_deref() {
@@ -188,7 +161,7 @@ async fn export(
             .into_response(),
         None | Some("json") => Json(entries).into_response(),
         Some(other) => {
-            return Err(ApiError(
+            return Err(ServerError::new(
                 StatusCode::BAD_REQUEST,
                 format!("export formats: json, csv, jsonl; not '{other}'"),
             ))
@@ -208,7 +181,7 @@ async fn import_faq(
     Path(shop): Path<String>,
     Query(q): Query<FormatQuery>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     let format = format_of(q.format.as_deref().unwrap_or("csv"))?;
     let entries = match import::parse(&body, format) {
@@ -241,18 +214,18 @@ async fn upsert(
     caller: Caller,
     Path((shop, id)): Path<(String, String)>,
     Json(entry): Json<FaqEntry>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     if entry.id != id {
-        return Err(ApiError(
+        return Err(ServerError::new(
             StatusCode::BAD_REQUEST,
             format!("the entry's id '{}' is not the path's '{id}'", entry.id),
         ));
     }
     if entry.question.trim().is_empty() || entry.answer.text.trim().is_empty() {
-        return Err(ApiError(
+        return Err(ServerError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "an entry needs a question and an answer".into(),
+            "an entry needs a question and an answer",
         ));
     }
     blocking(move || Ok(state.engine.knowledge().upsert(&shop, entry)?)).await?;
@@ -263,17 +236,17 @@ async fn delete(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((shop, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     blocking(move || Ok(state.engine.knowledge().delete(&shop, &id)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn known(state: &AppState, shop: &str) -> Result<(), ApiError> {
+fn known(state: &AppState, shop: &str) -> Result<(), ServerError> {
     if state.engine.knowledge().has_shop(shop) {
         Ok(())
     } else {
-        Err(ApiError(
+        Err(ServerError::new(
             StatusCode::NOT_FOUND,
             format!("unknown shop '{shop}'"),
         ))
@@ -284,7 +257,7 @@ async fn settings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(shop): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     known(&state, &shop)?;
     let config = state.engine.config();
@@ -370,7 +343,7 @@ fn proposed(
     config: &DialogConfig,
     shop: &str,
     change: &PolicyOverride,
-) -> Result<DialogConfig, ApiError> {
+) -> Result<DialogConfig, ServerError> {
     let mut next = config.clone();
     let o = next.shops.entry(shop.to_string()).or_default();
     macro_rules! set {
@@ -389,7 +362,7 @@ fn proposed(
         action_timeout_ms
     );
     let text = toml::to_string(&next).map_err(internal)?;
-    DialogConfig::parse(&text).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))
+    DialogConfig::parse(&text).map_err(|e| ServerError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
 async fn preview(
@@ -397,7 +370,7 @@ async fn preview(
     caller: Caller,
     Path(shop): Path<String>,
     Json(change): Json<PolicyOverride>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     known(&state, &shop)?;
     let config = state.engine.config();
@@ -418,13 +391,13 @@ async fn apply(
     caller: Caller,
     Path(shop): Path<String>,
     Json(change): Json<PolicyOverride>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     known(&state, &shop)?;
     let Some(watch) = &state.config else {
-        return Err(ApiError(
+        return Err(ServerError::new(
             StatusCode::CONFLICT,
-            "this server was started without a config file to write".into(),
+            "this server was started without a config file to write",
         ));
     };
     let path = watch.path().to_path_buf();
@@ -433,7 +406,7 @@ async fn apply(
     let shop2 = shop.clone();
     let config = blocking(move || {
         let config = DialogConfig::write_override(&path, &shop2, &change)
-            .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            .map_err(|e| ServerError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         // Apply now rather than at the next file check.
         state2.engine.set_config(config.clone());
         Ok(config)
@@ -496,7 +469,7 @@ async fn numbers(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(shop): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     known(&state, &shop)?;
     let n = blocking(move || {
@@ -511,7 +484,7 @@ async fn conversations(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(shop): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     let list = blocking(move || Ok(state.store.conversations(&shop, 100)?)).await?;
     let list: Vec<_> = list
@@ -525,13 +498,13 @@ async fn conversation(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((shop, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     let events = blocking(move || {
         match state.store.conversation(&id)? {
             Some(c) if c.shop == shop => {}
             _ => {
-                return Err(ApiError(
+                return Err(ServerError::new(
                     StatusCode::NOT_FOUND,
                     format!("no conversation '{id}' in shop '{shop}'"),
                 ))
@@ -547,7 +520,7 @@ async fn embed(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(shop): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     let e = state.store.embed(&shop)?;
     Ok(Json(serde_json::json!({
@@ -568,7 +541,7 @@ async fn set_origins(
     caller: Caller,
     Path(shop): Path<String>,
     Json(body): Json<Origins>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     for o in &body.origins {
         // scheme://host[:port], nothing after it.
@@ -577,7 +550,7 @@ async fn set_origins(
             .or_else(|| o.strip_prefix("http://"))
             .map(|h| h.trim_end_matches('/'));
         if host.is_none_or(|h| h.is_empty() || h.contains(['/', ' ', '?', '#'])) {
-            return Err(ApiError(
+            return Err(ServerError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("'{o}' is not an origin; write it like https://shop.example.com"),
             ));
@@ -597,7 +570,7 @@ async fn rotate_secret(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(shop): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServerError> {
     caller.manage(&shop)?;
     let mut e = state.store.embed(&shop)?;
     let secret = super::ws::random_token();

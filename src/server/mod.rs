@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub mod admin;
 pub mod agent;
 pub mod auth;
+pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod pages;
@@ -25,8 +26,9 @@ use crate::dialog::{
     Action, ConfigWatch, Context, Conversation, Decision, DialogError, Engine, Speaker,
 };
 use crate::handoff::{HandoffStore, MemoryHandoff, Ticket};
-use crate::knowledge::{self, KnowledgeError};
+use crate::knowledge;
 use crate::store::ChatStore;
+use error::ServerError;
 
 /// What happens on the server that agent connections follow: one channel for all, each
 /// connection keeps what concerns its agent.
@@ -297,19 +299,16 @@ struct ClassifyQuery {
     text: String,
 }
 
-async fn classify(State(state): State<Arc<AppState>>, Query(q): Query<ClassifyQuery>) -> Response {
+async fn classify(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ClassifyQuery>,
+) -> Result<Response, ServerError> {
     let state = state.clone();
     // A forward pass is CPU work: keep it off the async workers.
-    let result =
-        tokio::task::spawn_blocking(move || state.engine.intents().classify(&q.text)).await;
-    match result {
-        Ok(Ok(mut p)) => {
-            p.prediction.ranked.truncate(5);
-            Json(p).into_response()
-        }
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    let mut p =
+        tokio::task::spawn_blocking(move || state.engine.intents().classify(&q.text)).await??;
+    p.prediction.ranked.truncate(5);
+    Ok(Json(p).into_response())
 }
 
 #[derive(Deserialize)]
@@ -319,27 +318,20 @@ struct FaqQuery {
     k: Option<usize>,
 }
 
-async fn faq_search(State(state): State<Arc<AppState>>, Query(q): Query<FaqQuery>) -> Response {
+async fn faq_search(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<FaqQuery>,
+) -> Result<Response, ServerError> {
     let state = state.clone();
     let k = q.k.unwrap_or(5).min(50);
-    let result = tokio::task::spawn_blocking(move || {
+    let hits = tokio::task::spawn_blocking(move || {
         state
             .engine
             .knowledge()
             .search(&q.shop, &q.text, k, crate::domain::now())
     })
-    .await;
-    match result {
-        Ok(Ok(hits)) => Json(hits).into_response(),
-        Ok(Err(e @ KnowledgeError::UnknownShop(_))) => {
-            (StatusCode::NOT_FOUND, e.to_string()).into_response()
-        }
-        Ok(Err(e @ KnowledgeError::InvalidShop(_))) => {
-            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
-        }
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    .await??;
+    Ok(Json(hits).into_response())
 }
 
 #[derive(Deserialize)]
@@ -348,10 +340,6 @@ struct MessageIn {
     /// Omitted for a new conversation; the reply carries the id to send next time.
     conversation: Option<String>,
     text: String,
-}
-
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 pub(crate) fn new_conversation_id() -> String {
@@ -366,56 +354,42 @@ async fn message(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     Json(m): Json<MessageIn>,
-) -> Response {
-    if let Err(e) = knowledge::check_shop(&m.shop) {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
-    match state.store.embed(&m.shop) {
-        Ok(embed) if Origin::of(&headers).allowed(&embed) => {}
-        Ok(_) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                format!("shop '{}' does not allow its widget on this site", m.shop),
-            )
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+) -> Result<Response, ServerError> {
+    knowledge::check_shop(&m.shop)?;
+    if !Origin::of(&headers).allowed(&state.store.embed(&m.shop)?) {
+        return Err(ServerError::new(
+            StatusCode::FORBIDDEN,
+            format!("shop '{}' does not allow its widget on this site", m.shop),
+        ));
     }
     if !state.engine.knowledge().has_shop(&m.shop) {
-        return error(StatusCode::NOT_FOUND, format!("unknown shop '{}'", m.shop));
+        return Err(ServerError::not_found(format!("unknown shop '{}'", m.shop)));
     }
     let chars = m.text.chars().count();
     if chars == 0 || chars > MAX_MESSAGE_CHARS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("text must be 1 to {MAX_MESSAGE_CHARS} characters, got {chars}"),
-        );
+        return Err(ServerError::bad_request(format!(
+            "text must be 1 to {MAX_MESSAGE_CHARS} characters, got {chars}"
+        )));
     }
     let state = state.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let body = tokio::task::spawn_blocking(move || {
         let now = crate::domain::now();
         let mut conv = match &m.conversation {
             Some(id) => match state.handoff.conversation(id) {
                 Some(c) if c.shop == m.shop => c,
                 _ => {
-                    return Err((
-                        StatusCode::NOT_FOUND,
-                        format!("unknown conversation '{id}'"),
-                    ))
+                    return Err(ServerError::not_found(format!(
+                        "unknown conversation '{id}'"
+                    )))
                 }
             },
             None => Conversation::new(new_conversation_id(), m.shop.clone()),
         };
-        let decision = state
-            .decide(&mut conv, &m.text, now)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let decision = state.decide(&mut conv, &m.text, now)?;
         Ok(serde_json::json!({ "conversation": conv.id, "decision": decision }))
     })
-    .await;
-    match result {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err((status, message))) => error(status, message),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    .await??;
+    Ok(Json(body).into_response())
 }
 
 /// How long shutdown waits for websocket connections to close.

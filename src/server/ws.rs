@@ -17,6 +17,7 @@ use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Mutex};
 
+use super::error::ServerError;
 use super::{AppState, MAX_MESSAGE_CHARS};
 use crate::dialog::Action;
 use crate::domain::{Conversation, Event, HandoffInfo, Speaker};
@@ -678,8 +679,8 @@ async fn connection(
                         if !relay(&mut socket, waiting, &mut rx, &session, &mut sent).await { return; }
                         if socket.flush().await.is_err() { return; }
                     }
-                    Err(message) => {
-                        if !send(&mut socket, &error("internal", message)).await { return; }
+                    Err(e) => {
+                        if !send(&mut socket, &error("internal", e.message)).await { return; }
                     }
                 }
             }
@@ -756,7 +757,7 @@ async fn handle(
     session: &Arc<Mutex<Session>>,
     client_id: String,
     text: String,
-) -> Result<Out, String> {
+) -> Result<Out, ServerError> {
     let mut s = session.lock().await;
     if let Some(seq) = s.ack_of(&client_id) {
         return Ok(Out::Ack { client_id, seq });
@@ -779,13 +780,11 @@ async fn handle(
         }
     };
     let decided = if state.engine.may_block(&s.shop) {
-        tokio::task::spawn_blocking(decide)
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(decide).await?
     } else {
         decide()
     };
-    let (decision, conv, changed) = decided.map_err(|e| e.to_string())?;
+    let (decision, conv, changed) = decided?;
 
     let shopper = s.next_event(0, Speaker::Shopper, text, now);
     let record = crate::store::DecisionRecord {
@@ -848,8 +847,7 @@ async fn handle(
     );
     stored
         .await
-        .map_err(|_| "the store's writer is gone".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| ServerError::internal("the store's writer is gone"))??;
     s.acked(client_id.clone(), shopper.seq);
     s.publish(batch.into_iter().map(|(e, _)| e).collect(), &state.bus);
     let _ = state.bus.send(super::Notice::Queues);
