@@ -56,6 +56,28 @@ async fn merchants_manage_their_own_shop_and_preview_before_applying() {
     )
     .await;
     assert_eq!(status, 403);
+    // Every route under a shop refuses another shop's key, before it reads the body.
+    for (method, path) in [
+        ("GET", "/v1/admin/shops/demo/faq"),
+        ("PUT", "/v1/admin/shops/demo/faq/ship-001"),
+        ("DELETE", "/v1/admin/shops/demo/faq/ship-001"),
+        ("GET", "/v1/admin/shops/demo/settings"),
+        ("PUT", "/v1/admin/shops/demo/settings"),
+        ("POST", "/v1/admin/shops/demo/settings/preview"),
+        ("GET", "/v1/admin/shops/demo/numbers"),
+        ("GET", "/v1/admin/shops/demo/embed"),
+        ("PUT", "/v1/admin/shops/demo/embed"),
+        ("POST", "/v1/admin/shops/demo/embed/secret"),
+        ("GET", "/v1/admin/shops/demo/conversations"),
+        ("GET", "/v1/admin/shops/demo/conversations/c-1"),
+    ] {
+        let (status, v) = call(addr, method, path, &other, "{}").await;
+        assert_eq!(status, 403, "{method} {path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("does not reach"),
+            "{v}"
+        );
+    }
     let (_, v) = call(addr, "GET", "/v1/admin/shops", &demo, "").await;
     assert_eq!(v["shops"], json!(["demo"]));
     let (_, v) = call(addr, "GET", "/v1/admin/shops", &operator, "").await;

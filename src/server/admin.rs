@@ -95,6 +95,31 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// A shop the caller's key may manage, read from the route's `{shop}`: every handler under
+/// `/v1/admin/shops/{shop}` takes one, so none can forget the check (401 without a key, 400 for
+/// an invalid shop id, 403 for another merchant's shop).
+pub struct ManagedShop(pub String);
+
+impl FromRequestParts<Arc<AppState>> for ManagedShop {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<BTreeMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ServerError::bad_request(e.body_text()))?;
+        let shop = params
+            .get("shop")
+            .cloned()
+            .ok_or_else(|| ServerError::internal("an admin route without {shop}"))?;
+        caller.manage(&shop)?;
+        Ok(ManagedShop(shop))
+    }
+}
+
 impl Caller {
     /// `Ok` if this key may manage `shop` (a valid shop id); 403 otherwise.
     fn manage(&self, shop: &str) -> Result<(), ServerError> {
@@ -142,11 +167,9 @@ fn format_of(name: &str) -> Result<import::Format, ServerError> {
 
 async fn export(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
     Query(q): Query<FormatQuery>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     let entries = state.engine.knowledge().entries(&shop)?;
     Ok(match q.format.as_deref() {
         Some("csv") => (
@@ -177,12 +200,10 @@ struct BadRow {
 
 async fn import_faq(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
     Query(q): Query<FormatQuery>,
     body: Bytes,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     let format = format_of(q.format.as_deref().unwrap_or("csv"))?;
     let entries = match import::parse(&body, format) {
         Ok(entries) => entries,
@@ -211,11 +232,10 @@ async fn import_faq(
 
 async fn upsert(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((shop, id)): Path<(String, String)>,
+    ManagedShop(shop): ManagedShop,
+    Path((_, id)): Path<(String, String)>,
     Json(entry): Json<FaqEntry>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     if entry.id != id {
         return Err(ServerError::new(
             StatusCode::BAD_REQUEST,
@@ -234,10 +254,9 @@ async fn upsert(
 
 async fn delete(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((shop, id)): Path<(String, String)>,
+    ManagedShop(shop): ManagedShop,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     blocking(move || Ok(state.engine.knowledge().delete(&shop, &id)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -255,10 +274,8 @@ fn known(state: &AppState, shop: &str) -> Result<(), ServerError> {
 
 async fn settings(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     known(&state, &shop)?;
     let config = state.engine.config();
     Ok(Json(serde_json::json!({
@@ -367,11 +384,9 @@ fn proposed(
 
 async fn preview(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
     Json(change): Json<PolicyOverride>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     known(&state, &shop)?;
     let config = state.engine.config();
     let next = proposed(&config, &shop, &change)?;
@@ -388,11 +403,9 @@ async fn preview(
 
 async fn apply(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
     Json(change): Json<PolicyOverride>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     known(&state, &shop)?;
     let Some(watch) = &state.config else {
         return Err(ServerError::new(
@@ -467,10 +480,8 @@ pub fn numbers_of(records: &[DecisionRecord], ratings: (usize, f64)) -> Numbers 
 
 async fn numbers(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     known(&state, &shop)?;
     let n = blocking(move || {
         let records = state.store.decisions(&shop, RECENT)?;
@@ -482,10 +493,8 @@ async fn numbers(
 
 async fn conversations(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     let list = blocking(move || Ok(state.store.conversations(&shop, 100)?)).await?;
     let list: Vec<_> = list
         .into_iter()
@@ -496,10 +505,9 @@ async fn conversations(
 
 async fn conversation(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((shop, id)): Path<(String, String)>,
+    ManagedShop(shop): ManagedShop,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     let events = blocking(move || {
         match state.store.conversation(&id)? {
             Some(c) if c.shop == shop => {}
@@ -518,10 +526,8 @@ async fn conversation(
 
 async fn embed(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     let e = state.store.embed(&shop)?;
     Ok(Json(serde_json::json!({
         "origins": e.origins,
@@ -538,11 +544,9 @@ struct Origins {
 
 async fn set_origins(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
     Json(body): Json<Origins>,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     for o in &body.origins {
         // scheme://host[:port], nothing after it.
         let host = o
@@ -568,10 +572,8 @@ async fn set_origins(
 
 async fn rotate_secret(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(shop): Path<String>,
+    ManagedShop(shop): ManagedShop,
 ) -> Result<Response, ServerError> {
-    caller.manage(&shop)?;
     let mut e = state.store.embed(&shop)?;
     let secret = super::ws::random_token();
     e.secret = Some(secret.clone());
