@@ -6,8 +6,8 @@ use anyhow::Result;
 use honeydesk::config::Config;
 use honeydesk::runtime::Assembly;
 
-/// `honeydesk chat`: the dialogue engine on stdin, one message per line.
-/// `settings` as `serve` takes them; `dialog`, a settings file that must exist.
+/// The dialogue engine on stdin, one message per line: `settings` as `serve` takes them, and
+/// `dialog`, a settings file that must exist when given.
 pub fn run(shop: &str, settings: &Config, dialog: Option<&Path>, json: bool) -> Result<()> {
     use honeydesk::dialog::{Action, Context, Conversation, DialogConfig};
     use std::io::BufRead;

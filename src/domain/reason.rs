@@ -38,7 +38,6 @@ impl Reason {
         }
     }
 
-    /// The queue (skill) this reason goes to.
     /// The name of the reason as the wire and the metrics spell it.
     pub fn name(self) -> String {
         serde_json::to_value(self)
@@ -47,6 +46,7 @@ impl Reason {
             .unwrap_or_default()
     }
 
+    /// The queue (skill) this reason goes to.
     pub fn queue(self) -> &'static str {
         match self {
             Reason::LifeCare | Reason::DangerousMedicine => "life_care",

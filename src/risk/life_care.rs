@@ -52,8 +52,7 @@ impl Detector for LifeCare {
             && scan.distress_now > 0.0
             && scan.distress_total >= scan.distress_threshold()
         {
-            let mut words = scan.distress_words.clone();
-            words.dedup();
+            let words = scan.distress_words.clone();
             hits.push(RiskHit::new(
                 RiskKind::LifeCare,
                 "life_care.distress",
@@ -72,7 +71,7 @@ impl Detector for LifeCare {
         // With a distress or method word the n-grams decide alone; on text far from both their
         // classes (poems, train tickets) their guess is noise, so without one they are trusted
         // only when the sentence vectors agree (below).
-        let signal = scan.signal_now();
+        let signal = scan.signal_now;
         // One weak word (海 in 凉拌海带, 病 in 颈椎病) opens the gate only to a sure model.
         let model_threshold = if signal < WEAK_SIGNAL {
             model::AGREE_THRESHOLD

@@ -61,8 +61,7 @@ impl Detector for DangerousMedicine {
                 "medicine.with_distress",
                 vec![drug.clone()],
             ));
-            let mut words = scan.distress_words.clone();
-            words.dedup();
+            let words = scan.distress_words.iter().cloned();
             let evidence = std::iter::once(drug).chain(words).collect();
             let rule = "life_care.medicine_with_distress";
             hits.push(RiskHit::new(RiskKind::LifeCare, rule, evidence));

@@ -35,12 +35,16 @@ pub struct Scan<'a> {
     pub current: Prepared,
     /// The shopper's earlier messages, newest first, at most [`HISTORY_TURNS`].
     pub recent: Vec<Prepared>,
-    /// Distress and context weight of the current message alone.
+    /// Distress and context weight of the current message alone; context words count only
+    /// beside a distress word.
     pub distress_now: f32,
     /// The same, plus half the weight of each of the two messages before.
     pub distress_total: f32,
-    /// The distress and context words behind those weights.
+    /// The distress and context words behind those weights (repeats side by side dropped).
     pub distress_words: Vec<String>,
+    /// Distress plus context weight of the current message, a context word alone included: the
+    /// gate of the life-care model.
+    pub signal_now: f32,
     /// Whether the current message names the shop's business (an order, a parcel): 心累 about an
     /// order is about the order, so distress alone needs more there.
     pub about_the_shop: bool,
@@ -55,14 +59,24 @@ impl<'a> Scan<'a> {
             .take(HISTORY_TURNS)
             .map(|m| prepare(m))
             .collect();
-        let (distress_now, mut distress_words) = distress(&current.text);
+        // The current message's two weights once: the distress rule and the model's gate read
+        // them differently.
+        let lex = &LEXICONS;
+        let (core, mut distress_words) = weigh(&current.text, DISTRESS, &lex.distress);
+        let (context, context_words) = weigh(&current.text, CONTEXT, &lex.context);
+        let signal_now = core + context;
+        let distress_now = if core == 0.0 { 0.0 } else { signal_now };
+        if core > 0.0 {
+            distress_words.extend(context_words);
+        }
         let mut distress_total = distress_now;
         for p in recent.iter().take(2) {
             let (w, more) = distress(&p.text);
             distress_total += w * 0.5;
             distress_words.extend(more);
         }
-        let about_the_shop = any_of(&current.text, &LEXICONS.shop).is_some();
+        distress_words.dedup();
+        let about_the_shop = any_of(&current.text, &lex.shop).is_some();
         Scan {
             message,
             current,
@@ -70,6 +84,7 @@ impl<'a> Scan<'a> {
             distress_now,
             distress_total,
             distress_words,
+            signal_now,
             about_the_shop,
         }
     }
@@ -81,13 +96,6 @@ impl<'a> Scan<'a> {
         } else {
             DISTRESS_THRESHOLD
         }
-    }
-
-    /// Distress and context weight of the current message alone (the model's gate).
-    pub fn signal_now(&self) -> f32 {
-        let lex = &LEXICONS;
-        weigh(&self.current.text, DISTRESS, &lex.distress).0
-            + weigh(&self.current.text, CONTEXT, &lex.context).0
     }
 }
 

@@ -64,10 +64,6 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Largest FAQ file accepted.
 pub const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 
-fn internal(e: impl std::fmt::Display) -> ServerError {
-    ServerError::internal(e)
-}
-
 /// Whoever the bearer key belongs to.
 pub struct Caller(pub Role);
 
@@ -139,7 +135,9 @@ impl Caller {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
 ) -> Result<T, ServerError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ServerError::internal)?
 }
 
 async fn shops(
@@ -378,7 +376,7 @@ fn proposed(
         actions,
         action_timeout_ms
     );
-    let text = toml::to_string(&next).map_err(internal)?;
+    let text = toml::to_string(&next).map_err(ServerError::internal)?;
     DialogConfig::parse(&text).map_err(|e| ServerError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
